@@ -191,7 +191,9 @@ class Example:
         if self.task not in TASKS:
             raise RecordError(f"Example {self.id}: unknown task {self.task!r}; expected one of {TASKS}")
         if self.gold.task != self.task:
-            raise RecordError(f"Example {self.id}: gold answer is for {self.gold.task}, example is {self.task}")
+            raise RecordError(
+                f"Example {self.id}: gold answer is for {self.gold.task}, example is {self.task}"
+            )
 
     def to_dict(self) -> dict:
         return {

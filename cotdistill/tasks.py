@@ -40,14 +40,18 @@ class TaskSpec:
         if self.name not in TASKS:
             raise ValueError(f"unknown task {self.name!r}; expected one of {', '.join(TASKS)}")
         if not self.labels:
-            raise ValueError(f"task {self.name}: the label set is empty; read it from data with from_examples()")
+            raise ValueError(
+                f"task {self.name}: the label set is empty; read it from data with from_examples()"
+            )
 
     @property
     def metric(self) -> str:
         return METRICS[self.name]
 
     @classmethod
-    def from_examples(cls, task: str, examples: Iterable[Example], extra_labels: Iterable[str] = ()) -> TaskSpec:
+    def from_examples(
+        cls, task: str, examples: Iterable[Example], extra_labels: Iterable[str] = ()
+    ) -> TaskSpec:
         """Collect the label set that the examples' gold answers use (plus ``extra_labels``)."""
         labels: set[str] = set(extra_labels)
         for ex in examples:

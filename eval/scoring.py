@@ -71,7 +71,9 @@ def set_scores(
     for g_items, p_items in zip(gold, pred, strict=True):
         n += 1
         g, p = set(g_items), set(p_items)
-        for item, kind in [(x, "tp") for x in g & p] + [(x, "fp") for x in p - g] + [(x, "fn") for x in g - p]:
+        for item, kind in (
+            [(x, "tp") for x in g & p] + [(x, "fp") for x in p - g] + [(x, "fn") for x in g - p]
+        ):
             c = groups.setdefault(group(item), Counts())
             setattr(c, kind, getattr(c, kind) + 1)
             setattr(total, kind, getattr(total, kind) + 1)
@@ -87,14 +89,18 @@ def span_scores(gold: Sequence[Iterable[tuple]], pred: Sequence[Iterable[tuple]]
     return set_scores(gold, pred, group=lambda item: item[2])
 
 
-def ner_scores(gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], mode: str = "conlleval") -> dict:
+def ner_scores(
+    gold_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]], mode: str = "conlleval"
+) -> dict:
     """Entity-level scores from tag sequences (``mode``: ``conlleval`` or ``strict``, see cotdistill.tags)."""
     if len(gold_tags) != len(pred_tags):
         raise ValueError(f"{len(gold_tags)} gold sequences but {len(pred_tags)} predicted ones")
-    for i, (g, p) in enumerate(zip(gold_tags, pred_tags)):
+    for i, (g, p) in enumerate(zip(gold_tags, pred_tags, strict=False)):
         if len(g) != len(p):
             raise ValueError(f"sequence {i}: {len(g)} gold tags but {len(p)} predicted tags")
-    out = span_scores([tags_to_spans(t, mode) for t in gold_tags], [tags_to_spans(t, mode) for t in pred_tags])
+    out = span_scores(
+        [tags_to_spans(t, mode) for t in gold_tags], [tags_to_spans(t, mode) for t in pred_tags]
+    )
     out["mode"] = mode
     return out
 
@@ -108,7 +114,8 @@ def re_scores(gold_labels: Sequence[str | None], pred_labels: Sequence[str | Non
     pred_sets = [[] if is_no_relation(p) else [(i, p)] for i, p in enumerate(pred_labels)]
     out = set_scores(gold_sets, pred_sets, group=lambda item: item[1])
     correct = sum(
-        (is_no_relation(g) and is_no_relation(p)) or g == p for g, p in zip(gold_labels, pred_labels)
+        (is_no_relation(g) and is_no_relation(p)) or g == p
+        for g, p in zip(gold_labels, pred_labels, strict=False)
     )
     out["accuracy"] = correct / len(gold_labels) if gold_labels else 0.0
     return out
@@ -125,8 +132,14 @@ def mae_scores(gold: Sequence[Iterable], pred: Sequence[Iterable]) -> dict:
     a span matches on attribute and value); ``attribute`` holds attribute-prediction scores.
     """
     gold, pred = [list(g) for g in gold], [list(p) for p in pred]
-    values = set_scores([[_value_key(v) for v in g] for g in gold], [[_value_key(v) for v in p] for p in pred], group=lambda k: k[0])
-    attrs = set_scores([[v.attribute for v in g] for g in gold], [[v.attribute for v in p] for p in pred], group=lambda k: k)
+    values = set_scores(
+        [[_value_key(v) for v in g] for g in gold],
+        [[_value_key(v) for v in p] for p in pred],
+        group=lambda k: k[0],
+    )
+    attrs = set_scores(
+        [[v.attribute for v in g] for g in gold], [[v.attribute for v in p] for p in pred], group=lambda k: k
+    )
     attrs.pop("per_type", None)
     values["attribute"] = attrs
     return values
@@ -147,6 +160,7 @@ def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | Non
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold answers but {len(pred)} predictions")
     if task == "mner":
+
         def spans(a: EntityAnswer | None) -> list:
             return [e.key for e in a.entities] if a is not None else []
 
@@ -159,9 +173,12 @@ def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | Non
         )
         hits = 0
         total = 0
-        for g, p in zip(gold, pred):
+        for g, p in zip(gold, pred, strict=False):
             assert isinstance(g, RelationAnswer)
-            predicted = {((r.head.start, r.head.end), (r.tail.start, r.tail.end)): r.label for r in (p.relations if p else ())}  # type: ignore[union-attr]
+            predicted = {
+                ((r.head.start, r.head.end), (r.tail.start, r.tail.end)): r.label
+                for r in (p.relations if p else ())
+            }  # type: ignore[union-attr]
             for r in g.relations:
                 total += 1
                 guess = predicted.get(((r.head.start, r.head.end), (r.tail.start, r.tail.end)))

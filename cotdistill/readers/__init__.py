@@ -29,6 +29,7 @@ __all__ = [
     "ImageResolver",
     "ReadReport",
     "align_knowledge",
+    "canonical_split",
     "load_split",
     "read_captions",
     "read_conll",
@@ -39,7 +40,14 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
-_SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "dev": "valid", "validation": "valid", "test": "test"}
+_SPLIT_ALIASES = {
+    "train": "train",
+    "valid": "valid",
+    "val": "valid",
+    "dev": "valid",
+    "validation": "valid",
+    "test": "test",
+}
 
 
 class DatasetError(ValueError):
@@ -73,15 +81,23 @@ def _json_files() -> dict[str, tuple[str, ...]]:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "twitter2015": DatasetInfo("twitter2015", "mner", read_conll, _conll_files(), captions=("pgim/BLIP2_15.txt",)),
-    "twitter2017": DatasetInfo("twitter2017", "mner", read_conll, _conll_files(), captions=("pgim/BLIP2_17.txt",)),
+    "twitter2015": DatasetInfo(
+        "twitter2015", "mner", read_conll, _conll_files(), captions=("pgim/BLIP2_15.txt",)
+    ),
+    "twitter2017": DatasetInfo(
+        "twitter2017", "mner", read_conll, _conll_files(), captions=("pgim/BLIP2_17.txt",)
+    ),
     "snap": DatasetInfo("snap", "mner", read_conll, _conll_files()),
     "wikidiverse": DatasetInfo("wikidiverse", "mner", read_wikidiverse, _json_files()),
     "mnre": DatasetInfo(
         "mnre",
         "mre",
         read_mnre,
-        {"train": ("mnre_train.txt",), "valid": ("mnre_val .txt", "mnre_val.txt"), "test": ("mnre_test.txt",)},
+        {
+            "train": ("mnre_train.txt",),
+            "valid": ("mnre_val .txt", "mnre_val.txt"),
+            "test": ("mnre_test.txt",),
+        },
     ),
     "mnre-v1": DatasetInfo(
         "mnre-v1",
@@ -155,7 +171,9 @@ def load_split(
     split = canonical_split(split)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DatasetError(f"data directory {data_dir} does not exist; pass the folder holding the {name} files")
+        raise DatasetError(
+            f"data directory {data_dir} does not exist; pass the folder holding the {name} files"
+        )
     path = _first_existing(data_dir, info.files[split])
     if path is None:
         tried = ", ".join(repr(c) for c in info.files[split])

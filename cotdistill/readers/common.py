@@ -32,7 +32,9 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise DataFormatError(
-            path, line, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); expected UTF-8 text"
+            path,
+            line,
+            f"invalid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); expected UTF-8 text",
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]

@@ -18,7 +18,8 @@ from cotdistill.tags import is_valid_tag, spans_to_tags, tags_to_spans
 
 @dataclass(slots=True)
 class TaggedBlock:
-    """One post as written: its image id (if any), tokens, tags and the line its first token is on."""
+    """One post as written: its image id (if any), tokens, tags, and the line it starts on (its IMGID line,
+    or its first token line when it has none)."""
 
     image_id: str | None
     tokens: list[str]
@@ -27,7 +28,9 @@ class TaggedBlock:
     extra: list[str]  # lines after a "<EOS>" marker (PGIM knowledge files); empty otherwise
 
 
-def iter_blocks(path: str | os.PathLike, *, require_imgid: bool = True, eos_marker: str | None = None) -> Iterator[TaggedBlock]:
+def iter_blocks(
+    path: str | os.PathLike, *, require_imgid: bool = True, eos_marker: str | None = None
+) -> Iterator[TaggedBlock]:
     """Yield the posts of a tagged file, validating every line.
 
     Args:
@@ -43,7 +46,9 @@ def iter_blocks(path: str | os.PathLike, *, require_imgid: bool = True, eos_mark
         if b is None:
             return
         if not b.tokens:
-            raise DataFormatError(path, b.line, f"IMGID:{b.image_id} has no token lines; expected token<TAB>tag lines")
+            raise DataFormatError(
+                path, b.line, f"IMGID:{b.image_id} has no token lines; expected token<TAB>tag lines"
+            )
         yield b
 
     for lineno, line in enumerate(lines, start=1):
@@ -53,11 +58,13 @@ def iter_blocks(path: str | os.PathLike, *, require_imgid: bool = True, eos_mark
             continue
         if line.startswith("IMGID:"):
             if block is not None:
-                raise DataFormatError(path, lineno, "IMGID line inside a post; expected a blank line before it")
-            image_id = line[len("IMGID:"):].strip()
+                raise DataFormatError(
+                    path, lineno, "IMGID line inside a post; expected a blank line before it"
+                )
+            image_id = line[len("IMGID:") :].strip()
             if not image_id:
                 raise DataFormatError(path, lineno, "empty IMGID; expected IMGID:<id>")
-            block = TaggedBlock(image_id, [], [], lineno + 1, [])
+            block = TaggedBlock(image_id, [], [], lineno, [])
             continue
         if block is None:
             if require_imgid:
@@ -86,16 +93,27 @@ def iter_blocks(path: str | os.PathLike, *, require_imgid: bool = True, eos_mark
     yield from finish(block)
 
 
-def block_to_example(block: TaggedBlock, *, split: str, images: ImageResolver, path: str | os.PathLike, index: int) -> Example:
+def block_to_example(
+    block: TaggedBlock, *, split: str, images: ImageResolver, path: str | os.PathLike, index: int
+) -> Example:
     tokens = tuple(block.tokens)
     entities = tuple(
-        Entity(start, end, type_, " ".join(tokens[start:end])) for start, end, type_ in tags_to_spans(block.tags)
+        Entity(start, end, type_, " ".join(tokens[start:end]))
+        for start, end, type_ in tags_to_spans(block.tags)
     )
     image_id = block.image_id
-    image = images.resolve(f"{image_id}.jpg", path, block.line - 1) if image_id else None
+    image = images.resolve(f"{image_id}.jpg", path, block.line) if image_id else None
     meta = {"split": split, "image_id": image_id, "tags": list(block.tags), "line": block.line}
     ex_id = image_id if image_id is not None else f"{split}-{index}"
-    return Example(id=ex_id, task="mner", text=" ".join(tokens), tokens=tokens, image=image, gold=EntityAnswer(entities), meta=meta)
+    return Example(
+        id=ex_id,
+        task="mner",
+        text=" ".join(tokens),
+        tokens=tokens,
+        image=image,
+        gold=EntityAnswer(entities),
+        meta=meta,
+    )
 
 
 def read_conll(path: str | os.PathLike, *, split: str, images: ImageResolver) -> list[Example]:
@@ -105,13 +123,17 @@ def read_conll(path: str | os.PathLike, *, split: str, images: ImageResolver) ->
     for i, block in enumerate(iter_blocks(path)):
         ex = block_to_example(block, split=split, images=images, path=path, index=i)
         if ex.id in seen:
-            raise DataFormatError(path, block.line - 1, f"IMGID:{ex.id} repeats the post at line {seen[ex.id]}; ids must be unique")
-        seen[ex.id] = block.line - 1
+            raise DataFormatError(
+                path, block.line, f"IMGID:{ex.id} repeats the post at line {seen[ex.id]}; ids must be unique"
+            )
+        seen[ex.id] = block.line
         examples.append(ex)
     return examples
 
 
-def write_conll(path: str | os.PathLike, examples: list[Example], tags: list[list[str]] | None = None) -> None:
+def write_conll(
+    path: str | os.PathLike, examples: list[Example], tags: list[list[str]] | None = None
+) -> None:
     """Write examples in the same format (gold tags, or the given predicted tags)."""
     with open(path, "w", encoding="utf-8") as f:
         for i, ex in enumerate(examples):
@@ -120,7 +142,9 @@ def write_conll(path: str | os.PathLike, examples: list[Example], tags: list[lis
             row_tags = tags[i] if tags is not None else ex.meta.get("tags")
             if row_tags is None:
                 assert isinstance(ex.gold, EntityAnswer)
-                row_tags = spans_to_tags(len(ex.tokens), [(e.start, e.end, e.type or "MISC") for e in ex.gold.entities])
+                row_tags = spans_to_tags(
+                    len(ex.tokens), [(e.start, e.end, e.type or "MISC") for e in ex.gold.entities]
+                )
             if i:
                 f.write("\n")
             f.write(f"IMGID:{ex.meta.get('image_id') or ex.id}\n")

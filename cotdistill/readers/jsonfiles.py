@@ -11,6 +11,7 @@ its character span (first occurrence, case-insensitive), otherwise no span.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -48,33 +49,51 @@ def tokenize_with_boundaries(text: str, boundaries: set[int]) -> tuple[list[str]
     offsets: list[tuple[int, int]] = []
     for m in _WORD_RE.finditer(text):
         cuts = [m.start(), *sorted(b for b in boundaries if m.start() < b < m.end()), m.end()]
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in itertools.pairwise(cuts):
             tokens.append(text[a:b])
             offsets.append((a, b))
     return tokens, offsets
 
 
-def read_wikidiverse(path: str | os.PathLike, *, split: str, images: ImageResolver, report: ReadReport | None = None) -> list[Example]:
+def read_wikidiverse(
+    path: str | os.PathLike, *, split: str, images: ImageResolver, report: ReadReport | None = None
+) -> list[Example]:
     """Read a WikiDiverse JSON file into MNER examples (id = ``<split>-<index>``)."""
     examples = []
     realigned = 0
     for i, rec in enumerate(_load_json_records(path)):
         where = f"record {i}"
-        if not (isinstance(rec, list) and len(rec) >= 4 and isinstance(rec[0], str) and isinstance(rec[3], list)):
-            raise DataFormatError(path, None, f"{where}: expected [text, img_url, topic, [[mention, type, start, end, url], ...]]")
+        if not (
+            isinstance(rec, list) and len(rec) >= 4 and isinstance(rec[0], str) and isinstance(rec[3], list)
+        ):
+            raise DataFormatError(
+                path,
+                None,
+                f"{where}: expected [text, img_url, topic, [[mention, type, start, end, url], ...]]",
+            )
         text, img_url, topic, mentions = rec[0], rec[1], rec[2], rec[3]
         spans = []
         for m in mentions:
             if not (isinstance(m, list) and len(m) >= 4 and isinstance(m[2], int) and isinstance(m[3], int)):
-                raise DataFormatError(path, None, f"{where}: mention {m!r} is not [mention, type, start, end, url]")
+                raise DataFormatError(
+                    path, None, f"{where}: mention {m!r} is not [mention, type, start, end, url]"
+                )
             surface, type_, start, end = str(m[0]), str(m[1]), m[2], m[3]
             if not (0 <= start < end <= len(text)):
-                raise DataFormatError(path, None, f"{where}: mention {surface!r} span [{start}, {end}) is outside the {len(text)} characters")
+                raise DataFormatError(
+                    path,
+                    None,
+                    f"{where}: mention {surface!r} span [{start}, {end}) is outside the {len(text)} characters",
+                )
             if text[start:end] != surface:
                 # A shifted offset: use the occurrence of the surface form nearest to it, and count it.
                 found = [k.start() for k in re.finditer(re.escape(surface), text)] if surface else []
                 if not found:
-                    raise DataFormatError(path, None, f"{where}: mention {surface!r} is not in the text (offsets [{start}, {end}) hold {text[start:end]!r})")
+                    raise DataFormatError(
+                        path,
+                        None,
+                        f"{where}: mention {surface!r} is not in the text (offsets [{start}, {end}) hold {text[start:end]!r})",
+                    )
                 start = min(found, key=lambda k: abs(k - start))
                 end = start + len(surface)
                 realigned += 1
@@ -101,11 +120,19 @@ def read_wikidiverse(path: str | os.PathLike, *, split: str, images: ImageResolv
                 tokens=tuple(tokens),
                 image=image,
                 gold=EntityAnswer(tuple(entities)),
-                meta={"split": split, "image_id": name or None, "img_url": img_url, "topic": topic, "offsets": offsets},
+                meta={
+                    "split": split,
+                    "image_id": name or None,
+                    "img_url": img_url,
+                    "topic": topic,
+                    "offsets": offsets,
+                },
             )
         )
     if report is not None and realigned:
-        report.note(f"{path}: {realigned} mention offsets did not match their surface form and were realigned")
+        report.note(
+            f"{path}: {realigned} mention offsets did not match their surface form and were realigned"
+        )
     return examples
 
 

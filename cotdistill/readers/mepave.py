@@ -22,7 +22,9 @@ def read_label_vocab(path: str | os.PathLike) -> list[str]:
     return [n for n in names if n and not (n.startswith("[") and n.endswith("]"))]
 
 
-def parse_annotated(annotated: str, path, lineno: int, labels: set[str] | None) -> tuple[str, list[AttributeValue]]:
+def parse_annotated(
+    annotated: str, path, lineno: int, labels: set[str] | None
+) -> tuple[str, list[AttributeValue]]:
     """Strip the inline tags, returning the plain text and one value per tagged stretch."""
     plain: list[str] = []
     values: list[AttributeValue] = []
@@ -37,14 +39,22 @@ def parse_annotated(annotated: str, path, lineno: int, labels: set[str] | None) 
         pos = m.end()
         closing, attr = m.group(1) == "/", m.group(2)
         if labels is not None and attr not in labels:
-            raise DataFormatError(path, lineno, f"unknown attribute tag <{attr}>; expected one of the {len(labels)} names in vocab.label")
+            raise DataFormatError(
+                path,
+                lineno,
+                f"unknown attribute tag <{attr}>; expected one of the {len(labels)} names in vocab.label",
+            )
         if not closing:
             if open_attr is not None:
-                raise DataFormatError(path, lineno, f"<{attr}> opens inside <{open_attr}>; tags must not nest")
+                raise DataFormatError(
+                    path, lineno, f"<{attr}> opens inside <{open_attr}>; tags must not nest"
+                )
             open_attr, open_at = attr, length
             continue
         if open_attr != attr:
-            raise DataFormatError(path, lineno, f"</{attr}> closes {'nothing' if open_attr is None else f'<{open_attr}>'}")
+            raise DataFormatError(
+                path, lineno, f"</{attr}> closes {'nothing' if open_attr is None else f'<{open_attr}>'}"
+            )
         if length == open_at:
             raise DataFormatError(path, lineno, f"<{attr}></{attr}> tags an empty value")
         text = "".join(plain)
@@ -56,7 +66,9 @@ def parse_annotated(annotated: str, path, lineno: int, labels: set[str] | None) 
     return "".join(plain), values
 
 
-def read_mepave(path: str | os.PathLike, *, split: str, images: ImageResolver, labels: list[str] | None = None) -> list[Example]:
+def read_mepave(
+    path: str | os.PathLike, *, split: str, images: ImageResolver, labels: list[str] | None = None
+) -> list[Example]:
     """Read a MEPAVE file into MAE examples (id = sid)."""
     label_set = set(labels) if labels else None
     examples = []
@@ -65,11 +77,15 @@ def read_mepave(path: str | os.PathLike, *, split: str, images: ImageResolver, l
             continue
         parts = line.split("\t")
         if len(parts) != 4:
-            raise DataFormatError(path, lineno, f"expected cid<TAB>sid<TAB>sentence<TAB>annotated, got {len(parts)} fields")
+            raise DataFormatError(
+                path, lineno, f"expected cid<TAB>sid<TAB>sentence<TAB>annotated, got {len(parts)} fields"
+            )
         cid, sid, sentence, annotated = parts
         text, values = parse_annotated(annotated, path, lineno, label_set)
         if text != sentence:
-            raise DataFormatError(path, lineno, "the annotated text without its tags differs from the sentence field")
+            raise DataFormatError(
+                path, lineno, "the annotated text without its tags differs from the sentence field"
+            )
         image = images.resolve(f"{cid}.jpg", path, lineno)
         examples.append(
             Example(

@@ -36,12 +36,18 @@ def read_mnre(path: str | os.PathLike, *, split: str, images: ImageResolver) -> 
             # literal_eval only builds literals: a line can never run code.
             rec = ast.literal_eval(line)
         except (SyntaxError, ValueError) as err:
-            raise DataFormatError(path, lineno, f"not a Python dict literal ({err.__class__.__name__}: {err.msg if isinstance(err, SyntaxError) else err})") from None
+            raise DataFormatError(
+                path,
+                lineno,
+                f"not a Python dict literal ({err.__class__.__name__}: {err.msg if isinstance(err, SyntaxError) else err})",
+            ) from None
         if not isinstance(rec, dict):
             raise DataFormatError(path, lineno, f"expected a dict literal, got {type(rec).__name__}")
         missing = [k for k in ("token", "h", "t", "relation") if k not in rec]
         if missing:
-            raise DataFormatError(path, lineno, f"record lacks {', '.join(missing)}; expected token, h, t, img_id, relation")
+            raise DataFormatError(
+                path, lineno, f"record lacks {', '.join(missing)}; expected token, h, t, img_id, relation"
+            )
         tokens = rec["token"]
         if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
             raise DataFormatError(path, lineno, "'token' must be a non-empty list of strings")

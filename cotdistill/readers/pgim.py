@@ -33,7 +33,9 @@ def read_pgim_knowledge(path: str | os.PathLike) -> list[KnowledgeBlock]:
     blocks = []
     for b in iter_blocks(path, require_imgid=False, eos_marker=EOS):
         if not b.extra:
-            raise DataFormatError(path, b.line, f"post has no {EOS} line and teacher answer; expected '{EOS}\\tX' then words")
+            raise DataFormatError(
+                path, b.line, f"post has no {EOS} line and teacher answer; expected '{EOS}\\tX' then words"
+            )
         blocks.append(KnowledgeBlock(b.tokens, b.tags, " ".join(b.extra), b.line))
     return blocks
 

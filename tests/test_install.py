@@ -1,0 +1,92 @@
+"""Regular and editable installs both expose every subpackage (the folders are mapped with package-dir)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+from conftest import REPO
+
+CHECK = textwrap.dedent(
+    """
+    import os, sys
+    import cotdistill, cotdistill.eval, cotdistill.prompts, cotdistill.distill, cotdistill.student, cotdistill.readers
+    from cotdistill.eval import metric_path
+    assert os.path.isfile(metric_path("mner_f1")), metric_path("mner_f1")
+    print(os.path.dirname(cotdistill.eval.__file__))
+    """
+)
+
+
+def _copy_repo(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", "*.egg-info", "build", "__pycache__", ".venv", "runs", "benchmarks"
+        ),
+    )
+    return src
+
+
+def test_wheel_contents_and_regular_install(tmp_path):
+    src = _copy_repo(tmp_path)
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("cotdistill-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in [
+        "cotdistill/records.py",
+        "cotdistill/eval/scoring.py",
+        "cotdistill/eval/hf_metrics/mner_f1/mner_f1.py",
+        "cotdistill/prompts/__init__.py",
+        "cotdistill/distill/__init__.py",
+        "cotdistill/student/__init__.py",
+    ]:
+        assert expected in names
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(target)
+    # -S: no site-packages, so only the installed copy can be imported
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CHECK], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == str(target / "cotdistill" / "eval")
+
+
+def test_editable_install(tmp_path):
+    src = _copy_repo(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True
+    )
+    py = venv / "bin" / "python"
+    proc = subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", "-e", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"editable install failed: {proc.stderr[-2000:]}")
+    out = subprocess.run([str(py), "-c", CHECK], cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == str(src / "eval")
