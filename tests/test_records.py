@@ -107,3 +107,17 @@ def test_task_spec_reads_labels_from_data():
 )
 def test_is_no_relation(label, expected):
     assert is_no_relation(label) is expected
+
+
+def test_optional_dependency_hint():
+    from cotdistill.optional import MissingDependencyError, require
+
+    assert require("json", "x").dumps([]) == "[]"
+    import sys
+
+    sys.modules["bitsandbytes"] = None  # an entry of None makes the import fail, installed or not
+    try:
+        with pytest.raises(MissingDependencyError, match=r'QLoRA needs .* pip install "cotdistill\[qlora\]"'):
+            require("bitsandbytes", "QLoRA")
+    finally:
+        del sys.modules["bitsandbytes"]

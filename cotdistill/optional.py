@@ -1,0 +1,25 @@
+"""Heavy optional packages, imported only where needed, with an install hint when absent."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+EXTRAS = {"vllm": "vllm", "bitsandbytes": "qlora", "ray": "ray", "seqeval": "dev"}
+
+
+class MissingDependencyError(ImportError):
+    """An optional package that this feature needs is not installed."""
+
+
+def require(module: str, feature: str) -> ModuleType:
+    """Import ``module`` or fail with how to install it, e.g. ``require("vllm", "the vllm backend")``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top)
+        hint = f'pip install "cotdistill[{extra}]"' if extra else f"pip install {top}"
+        raise MissingDependencyError(
+            f"{feature} needs the {top!r} package, which is not installed: {hint}"
+        ) from err

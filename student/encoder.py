@@ -1,0 +1,449 @@
+"""Encoder students: a token tagger over the post's words, optionally reading the teacher's CoT knowledge.
+
+Input to the encoder is the post's words as the first segment and, as the second segment, the context
+(image caption and/or the teacher's knowledge text). Only the first sub-token of each post word carries a
+label; context tokens are never labelled and never predicted. Truncation cuts the context, never the post.
+
+Conditional prompt distillation: alongside the view with knowledge, a text-only view (the post plus a few
+learnable prompt vectors after ``[CLS]``) is trained on the gold labels and to match the knowledge view's
+label distribution (KL at a temperature), so the student runs without a teacher at test time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Usage
+from cotdistill.tags import tags_to_spans
+
+logger = logging.getLogger(__name__)
+
+VIEWS = ("plain", "knowledge")
+
+
+class StudentConfigError(ValueError):
+    """A student setting that cannot work; the message names the field and the fix."""
+
+
+@dataclass
+class EncoderConfig:
+    """What an encoder student is and reads. Training-loop settings live in ``EncoderTrainingConfig``."""
+
+    model: str
+    labels: list[str] = field(default_factory=list)  # entity types; filled from the training data
+    use_knowledge: bool = True
+    use_caption: bool = False
+    max_length: int = 256
+    crf: bool = False
+    conditional_distillation: bool = False
+    prompt_length: int = 4
+    kd_temperature: float = 2.0
+    kd_weight: float = 1.0
+    dropout: float = 0.1
+    lora_r: int = 0  # 0: fine-tune the whole encoder; > 0: LoRA on the encoder, the head always trains
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.conditional_distillation and not self.use_knowledge:
+            raise StudentConfigError(
+                "conditional_distillation matches a view with knowledge: set use_knowledge=True"
+            )
+        if self.max_length < 16:
+            raise StudentConfigError(
+                f"max_length={self.max_length} is too small for any post; use 128 or more"
+            )
+
+    @property
+    def bio_labels(self) -> list[str]:
+        return ["O"] + [f"{p}-{t}" for t in self.labels for p in ("B", "I")]
+
+    @property
+    def eval_view(self) -> str:
+        """The view used at test time: text-only unless the student is trained to read knowledge."""
+        return "knowledge" if self.use_knowledge and not self.conditional_distillation else "plain"
+
+
+class CRF(nn.Module):
+    """A linear-chain CRF over the labelled positions of each sequence (batch-first, mask of valid steps)."""
+
+    def __init__(self, num_tags: int):
+        super().__init__()
+        self.start = nn.Parameter(torch.zeros(num_tags))
+        self.end = nn.Parameter(torch.zeros(num_tags))
+        self.trans = nn.Parameter(torch.zeros(num_tags, num_tags))
+
+    def neg_log_likelihood(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        emissions = emissions.float()
+        b, t, _ = emissions.shape
+        mask = mask.bool()
+        tags = tags.masked_fill(~mask, 0)
+        idx = torch.arange(b, device=emissions.device)
+        score = self.start[tags[:, 0]] + emissions[idx, 0, tags[:, 0]]
+        for i in range(1, t):
+            step = self.trans[tags[:, i - 1], tags[:, i]] + emissions[idx, i, tags[:, i]]
+            score = score + step * mask[:, i]
+        last = tags[idx, mask.sum(1) - 1]
+        score = score + self.end[last]
+        alpha = self.start + emissions[:, 0]
+        for i in range(1, t):
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + self.trans + emissions[:, i].unsqueeze(1), dim=1)
+            alpha = torch.where(mask[:, i : i + 1], nxt, alpha)
+        log_z = torch.logsumexp(alpha + self.end, dim=1)
+        return (log_z - score).mean()
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        emissions = emissions.float()
+        b, t, _ = emissions.shape
+        mask = mask.bool()
+        score = self.start + emissions[:, 0]
+        history = []
+        for i in range(1, t):
+            best, arg = (score.unsqueeze(2) + self.trans).max(dim=1)
+            nxt = best + emissions[:, i]
+            score = torch.where(mask[:, i : i + 1], nxt, score)
+            history.append(arg)
+        score = score + self.end
+        out = []
+        lengths = mask.sum(1).tolist()
+        for k in range(b):
+            tag = int(score[k].argmax())
+            path = [tag]
+            for i in range(lengths[k] - 1, 0, -1):
+                tag = int(history[i - 1][k, tag])
+                path.append(tag)
+            out.append(path[::-1])
+        return out
+
+
+class EncoderTagger(nn.Module):
+    """Encoder + token classification head (+ optional CRF, + optional prompt vectors for the plain view)."""
+
+    def __init__(self, config: EncoderConfig, encoder: nn.Module | None = None):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.config = config
+        self.encoder = (
+            encoder
+            if encoder is not None
+            else AutoModel.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+        )
+        hidden = self.encoder.config.hidden_size
+        if config.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules,
+            )
+            self.encoder = get_peft_model(self.encoder, lora)
+        num = len(config.bio_labels)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(hidden, num)
+        self.crf = CRF(num) if config.crf else None
+        self.prompt = None
+        if config.conditional_distillation:
+            emb = self.encoder.get_input_embeddings().weight
+            # Start the prompt vectors at real token embeddings, so the plain view starts in-distribution.
+            init = emb[
+                torch.randint(
+                    0, emb.shape[0], (config.prompt_length,), generator=torch.Generator().manual_seed(0)
+                )
+            ]
+            self.prompt = nn.Parameter(init.detach().clone())
+
+    def emissions(self, input_ids, attention_mask, token_type_ids=None, prompt: bool = False) -> torch.Tensor:
+        """Per-position label scores. With ``prompt``, the prompt vectors are inserted after the first token
+        and their positions removed again from the output, so positions match ``input_ids``."""
+        if prompt and self.prompt is not None:
+            embeds = self.encoder.get_input_embeddings()(input_ids)
+            p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
+            embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
+            ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
+            mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+            kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = torch.cat(
+                    [token_type_ids[:, :1], torch.zeros_like(ones), token_type_ids[:, 1:]], dim=1
+                )
+            hidden = self.encoder(**kwargs).last_hidden_state
+            hidden = torch.cat([hidden[:, :1], hidden[:, 1 + p.shape[1] :]], dim=1)
+        else:
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            hidden = self.encoder(**kwargs).last_hidden_state
+        return self.head(self.dropout(hidden))
+
+    def _tag_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.crf is None:
+            return F.cross_entropy(
+                scores.float().reshape(-1, scores.shape[-1]), labels.reshape(-1), ignore_index=-100
+            )
+        packed, tags, mask = pack_labelled(scores, labels)
+        return self.crf.neg_log_likelihood(packed, tags, mask)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels,
+        token_type_ids=None,
+        plain_input_ids=None,
+        plain_attention_mask=None,
+        plain_labels=None,
+        plain_token_type_ids=None,
+    ):
+        """Training loss for a batch. Knowledge-view inputs come first; ``plain_*`` hold the text-only view
+        when conditional distillation is on."""
+        scores = self.emissions(input_ids, attention_mask, token_type_ids)
+        loss = self._tag_loss(scores, labels)
+        out = {"loss": loss, "task_loss": loss.detach()}
+        if self.prompt is not None and plain_input_ids is not None:
+            plain = self.emissions(plain_input_ids, plain_attention_mask, plain_token_type_ids, prompt=True)
+            plain_loss = self._tag_loss(plain, plain_labels)
+            t = self.config.kd_temperature
+            teacher = scores[labels != -100].detach().float() / t
+            student = plain[plain_labels != -100].float() / t
+            kd = (
+                F.kl_div(
+                    F.log_softmax(student, -1),
+                    F.log_softmax(teacher, -1),
+                    log_target=True,
+                    reduction="batchmean",
+                )
+                * t
+                * t
+            )
+            out["loss"] = loss + plain_loss + self.config.kd_weight * kd
+            out["kd_loss"] = kd.detach()
+        return out
+
+    @torch.no_grad()
+    def predict_label_ids(self, batch: dict, prompt: bool = False) -> list[list[int]]:
+        """Label ids of each sequence's labelled positions (one per post word), from one view's inputs."""
+        scores = self.emissions(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), prompt=prompt
+        )
+        packed, _, pmask = pack_labelled(scores, batch["labels"])
+        if self.crf is not None:
+            return self.crf.decode(packed, pmask)
+        best = packed.argmax(-1)
+        return [best[k, : int(pmask[k].sum())].tolist() for k in range(best.shape[0])]
+
+
+def pack_labelled(scores: torch.Tensor, labels: torch.Tensor):
+    """Gather each sequence's labelled positions to the front: (scores, tags, mask) of shape [b, n, ...]."""
+    keep = labels != -100
+    counts = keep.sum(1)
+    n = max(int(counts.max()), 1)
+    b, _, c = scores.shape
+    packed = scores.new_zeros(b, n, c)
+    tags = labels.new_zeros(b, n)
+    mask = torch.zeros(b, n, dtype=torch.bool, device=scores.device)
+    for k in range(b):
+        m = int(counts[k])
+        packed[k, :m] = scores[k][keep[k]]
+        tags[k, :m] = labels[k][keep[k]]
+        mask[k, :m] = True
+    mask[:, 0] = True  # a post whose words all lack sub-tokens still decodes one (ignored) step
+    return packed, tags, mask
+
+
+class EncoderFeaturizer:
+    """Turns Examples (+ knowledge text) into encoder inputs with first-sub-token labels."""
+
+    def __init__(self, config: EncoderConfig, tokenizer):
+        if not getattr(tokenizer, "is_fast", False):
+            raise StudentConfigError(
+                f"{config.model}: the encoder student needs a fast tokenizer (word_ids); install tokenizers or pick a model that has one"
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.label2id = {label: i for i, label in enumerate(config.bio_labels)}
+        self._has_pieces: dict[str, bool] = {}
+
+    def _words(self, tokens: Sequence[str]) -> list[str]:
+        # A word the tokenizer maps to nothing (a lone U+00A0, say) would silently lose its label: stand in [UNK].
+        out = []
+        for w in tokens:
+            ok = self._has_pieces.get(w)
+            if ok is None:
+                ok = self._has_pieces[w] = bool(self.tokenizer.tokenize(w))
+            out.append(w if ok else self.tokenizer.unk_token)
+        return out
+
+    def context(self, example: Example, knowledge: str | None, view: str) -> str | None:
+        if view == "plain":
+            return None
+        parts = []
+        if self.config.use_caption and example.meta.get("caption"):
+            parts.append(str(example.meta["caption"]))
+        if self.config.use_knowledge and knowledge:
+            parts.append(knowledge)
+        return " ".join(parts) or None
+
+    def encode(self, example: Example, knowledge: str | None, view: str) -> dict:
+        if example.tokens is None:
+            raise StudentConfigError(f"example {example.id} has no tokens; the tagger needs tokenised posts")
+        words = self._words(example.tokens)
+        context = self.context(example, knowledge, view)
+        limit = self.config.max_length - (
+            self.config.prompt_length if view == "plain" and self.config.conditional_distillation else 0
+        )
+        kwargs = {
+            "is_split_into_words": True,
+            "truncation": "only_second" if context else True,
+            "max_length": limit,
+        }
+        enc = self.tokenizer(words, context.split() if context else None, **kwargs)
+        word_ids = enc.word_ids()
+        seq_ids = enc.sequence_ids()
+        tags = example.meta.get("tags") or bio_tags(example)
+        labels, seen = [], set()
+        for wid, sid in zip(word_ids, seq_ids, strict=True):
+            if sid == 0 and wid is not None and wid not in seen:
+                seen.add(wid)
+                labels.append(self.label2id.get(tags[wid], 0))
+            else:
+                labels.append(-100)
+        if len(seen) < len(words):
+            raise StudentConfigError(
+                f"example {example.id}: the post alone ({len(words)} words) does not fit max_length={self.config.max_length}; raise max_length"
+            )
+        out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        if "token_type_ids" in enc:
+            out["token_type_ids"] = enc["token_type_ids"]
+        return out
+
+    def features(self, example: Example, knowledge: str | None, train: bool) -> dict:
+        """Inputs for one example: the view the student is trained/evaluated on, plus the plain view for
+        conditional distillation."""
+        cfg = self.config
+        if cfg.conditional_distillation:
+            main = self.encode(example, knowledge, "knowledge")
+            plain = self.encode(example, None, "plain")
+            return {**main, **{f"plain_{k}": v for k, v in plain.items()}}
+        return self.encode(example, knowledge, cfg.eval_view)
+
+
+def bio_tags(example: Example) -> list[str]:
+    from cotdistill.tags import spans_to_tags
+
+    assert isinstance(example.gold, EntityAnswer) and example.tokens is not None
+    return spans_to_tags(
+        len(example.tokens), [(e.start, e.end, e.type or "MISC") for e in example.gold.entities]
+    )
+
+
+def collate(features: list[dict], pad_id: int) -> dict:
+    """Pad a batch of featurised examples (right padding)."""
+    out = {}
+    for key in features[0]:
+        pad = -100 if key.endswith("labels") else (pad_id if key.endswith("input_ids") else 0)
+        width = max(len(f[key]) for f in features)
+        out[key] = torch.tensor([f[key] + [pad] * (width - len(f[key])) for f in features], dtype=torch.long)
+    return out
+
+
+class EncoderDataset(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        featurizer: EncoderFeaturizer,
+        examples: Sequence[Example],
+        knowledge: dict[str, str] | None,
+        train: bool,
+    ):
+        self.examples = list(examples)
+        knowledge = knowledge or {}
+        self.features = [featurizer.features(ex, knowledge.get(ex.id), train) for ex in self.examples]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def decode_predictions(
+    model: EncoderTagger,
+    featurizer: EncoderFeaturizer,
+    examples: Sequence[Example],
+    knowledge: dict[str, str] | None,
+    view: str | None = None,
+    batch_size: int = 64,
+    source: str = "student:encoder",
+    device: str | torch.device | None = None,
+) -> list[Prediction]:
+    """Tag each example and return Prediction records (spans decoded with conlleval semantics)."""
+    import time
+
+    view = view or model.config.eval_view
+    if view not in VIEWS:
+        raise StudentConfigError(f"view {view!r}: expected one of {', '.join(VIEWS)}")
+    device = device or next(model.parameters()).device
+    model.eval()
+    id2label = featurizer.config.bio_labels
+    knowledge = knowledge or {}
+    preds: list[Prediction] = []
+    pad = featurizer.tokenizer.pad_token_id or 0
+    from tqdm.auto import tqdm
+
+    for start in tqdm(
+        range(0, len(examples), batch_size),
+        desc="predict",
+        unit="batch",
+        disable=len(examples) < 4 * batch_size,
+    ):
+        chunk = examples[start : start + batch_size]
+        t0 = time.perf_counter()
+        feats = [featurizer.encode(ex, knowledge.get(ex.id), view) for ex in chunk]
+        batch = {k: v.to(device) for k, v in collate(feats, pad).items()}
+        ids = model.predict_label_ids(batch, prompt=view == "plain" and model.prompt is not None)
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for ex, row in zip(chunk, ids, strict=True):
+            tags = [id2label[i] for i in row][: len(ex.tokens)]
+            tags += ["O"] * (len(ex.tokens) - len(tags))
+            ents = tuple(Entity(s, e, t, " ".join(ex.tokens[s:e])) for s, e, t in tags_to_spans(tags))
+            preds.append(
+                Prediction(
+                    ex.id, source, EntityAnswer(ents), raw=" ".join(tags), usage=Usage(seconds=seconds)
+                )
+            )
+    return preds
+
+
+def save_config(config: EncoderConfig, out_dir: str | Path) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "cotdistill_student.json").write_text(
+        json.dumps({"kind": "encoder", **asdict(config)}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+
+
+__all__ = [
+    "CRF",
+    "EncoderConfig",
+    "EncoderDataset",
+    "EncoderFeaturizer",
+    "EncoderTagger",
+    "StudentConfigError",
+    "collate",
+    "decode_predictions",
+]

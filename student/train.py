@@ -1,0 +1,151 @@
+"""Training the encoder student with a thin subclass of the Hugging Face Trainer.
+
+The Trainer runs the loop (optimizer, schedule, bf16, gradient accumulation, checkpoints, resume,
+``accelerate launch`` / torchrun); the subclass only computes the student's loss and scores the dev split
+with the task metric after each epoch, so the best checkpoint is chosen by dev F1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+from cotdistill.eval.scoring import score_answers
+from cotdistill.records import Example
+from cotdistill.student.encoder import (
+    EncoderConfig,
+    EncoderDataset,
+    EncoderFeaturizer,
+    EncoderTagger,
+    collate,
+    decode_predictions,
+    save_config,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderTrainingConfig:
+    """The training loop's settings (passed on to ``transformers.TrainingArguments``)."""
+
+    output_dir: str
+    epochs: float = 4.0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    bf16: bool = False
+    save_total_limit: int = 1
+    logging_steps: int = 50
+    dataloader_num_workers: int = 0
+    resume_from_checkpoint: str | bool | None = None
+
+
+class EncoderTrainer(Trainer):
+    """Trainer whose loss is the student's own and whose evaluation is the task metric on dev examples."""
+
+    def __init__(
+        self,
+        *args,
+        dev_examples: Sequence[Example] = (),
+        dev_knowledge: dict[str, str] | None = None,
+        featurizer: EncoderFeaturizer | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.dev_examples = list(dev_examples)
+        self.dev_knowledge = dev_knowledge
+        self.featurizer = featurizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = model(**inputs)
+        return (out["loss"], out) if return_outputs else out["loss"]
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        model = self.accelerator.unwrap_model(self.model)
+        preds = decode_predictions(
+            model,
+            self.featurizer,
+            self.dev_examples,
+            self.dev_knowledge,
+            batch_size=self.args.per_device_eval_batch_size,
+        )
+        scores = score_answers("mner", [ex.gold for ex in self.dev_examples], [p.answer for p in preds])
+        metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("precision", "recall", "f1")}
+        metrics["epoch"] = self.state.epoch
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        model.train()
+        return metrics
+
+
+def train_encoder(
+    config: EncoderConfig,
+    training: EncoderTrainingConfig,
+    train_examples: Sequence[Example],
+    dev_examples: Sequence[Example],
+    knowledge: dict[str, str] | None = None,
+    tokenizer=None,
+    encoder: torch.nn.Module | None = None,
+) -> tuple[EncoderTagger, EncoderFeaturizer, list[dict]]:
+    """Train an encoder student; returns the best model by dev F1, its featurizer and the log history.
+
+    ``config.labels`` is filled from the training data when empty. ``tokenizer``/``encoder`` may be given
+    directly (tests build tiny ones); otherwise both load from ``config.model``.
+    """
+    if not config.labels:
+        config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
+    set_seed(training.seed)
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+        config.model, trust_remote_code=config.trust_remote_code
+    )
+    featurizer = EncoderFeaturizer(config, tokenizer)
+    model = EncoderTagger(config, encoder=encoder)
+    train_ds = EncoderDataset(featurizer, train_examples, knowledge, train=True)
+    args = TrainingArguments(
+        output_dir=training.output_dir,
+        num_train_epochs=training.epochs,
+        learning_rate=training.learning_rate,
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.eval_batch_size,
+        warmup_steps=training.warmup_ratio,
+        weight_decay=training.weight_decay,
+        seed=training.seed,
+        bf16=training.bf16,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=training.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_steps=training.logging_steps,
+        report_to="none",
+        dataloader_num_workers=training.dataloader_num_workers,
+        remove_unused_columns=False,
+    )
+    pad = tokenizer.pad_token_id or 0
+    trainer = EncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=list(dev_examples),  # scored by EncoderTrainer.evaluate with the task metric
+        data_collator=lambda feats: collate(feats, pad),
+        dev_examples=dev_examples,
+        dev_knowledge=knowledge,
+        featurizer=featurizer,
+    )
+    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    out = Path(training.output_dir) / "best"
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    save_config(config, out)
+    (out / "training_config.json").write_text(__import__("json").dumps(asdict(training), indent=2) + "\n")
+    return model, featurizer, trainer.state.log_history

@@ -1,0 +1,148 @@
+"""The encoder student on CPU with a tiny random BERT and a tokenizer trained on fixture text."""
+
+import pytest
+import torch
+from tiny import tiny_bert, tiny_wordpiece_tokenizer
+
+from cotdistill.records import Entity, EntityAnswer, Example
+from cotdistill.student.encoder import (
+    CRF,
+    EncoderConfig,
+    EncoderFeaturizer,
+    EncoderTagger,
+    StudentConfigError,
+    collate,
+    decode_predictions,
+)
+from cotdistill.student.train import EncoderTrainingConfig, train_encoder
+from cotdistill.tags import spans_to_tags
+
+POSTS = [
+    ("Barack Obama visits Paris", [(0, 2, "PER"), (3, 4, "LOC")]),
+    ("Apple opens offices in London", [(0, 1, "ORG"), (4, 5, "LOC")]),
+    ("Michelle Obama and Google", [(0, 2, "PER"), (3, 4, "ORG")]),
+    ("the fox jumps near Berlin", [(4, 5, "LOC")]),
+    ("New York Mets play at Citi Field", [(0, 3, "ORG"), (5, 7, "LOC")]),
+    ("RT @user : Obama in London \u00a0", [(3, 4, "PER"), (5, 6, "LOC")]),
+    ("Google and Apple", [(0, 1, "ORG"), (2, 3, "ORG")]),
+    ("the quick brown dog", []),
+]
+
+
+def examples():
+    out = []
+    for i, (text, spans) in enumerate(POSTS):
+        toks = tuple(text.split(" ")) if "\u00a0" not in text else (*text.split(" ")[:-1], "\u00a0")
+        ents = tuple(Entity(s, e, t, " ".join(toks[s:e])) for s, e, t in spans)
+        out.append(
+            Example(
+                str(i),
+                "mner",
+                " ".join(toks),
+                EntityAnswer(ents),
+                tokens=toks,
+                meta={"tags": spans_to_tags(len(toks), spans)},
+            )
+        )
+    return out
+
+
+KNOWLEDGE = {
+    str(i): f"Named entities : 1. {t.split()[0]} ( person ) Reasoning : the post mentions " + t
+    for i, (t, _) in enumerate(POSTS)
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    tok = tiny_wordpiece_tokenizer(root / "model")
+    tiny_bert(root / "model", vocab_size=len(tok))
+    return str(root / "model"), tok
+
+
+def test_featurizer_labels_first_subtoken_only_and_truncates_knowledge(tiny):
+    path, tok = tiny
+    cfg = EncoderConfig(model=path, labels=["LOC", "ORG", "PER"], max_length=24)
+    feat = EncoderFeaturizer(cfg, tok)
+    ex = examples()[5]
+    f = feat.encode(ex, "very long knowledge " * 50, "knowledge")
+    assert len(f["input_ids"]) == 24  # the knowledge was cut, not the post
+    labelled = [lab for lab in f["labels"] if lab != -100]
+    assert len(labelled) == len(ex.tokens)  # the lone U+00A0 word still carries its label
+    assert [cfg.bio_labels[i] for i in labelled] == ex.meta["tags"]
+    too_long = Example("x", "mner", "a", EntityAnswer(), tokens=tuple(["obama"] * 30))
+    with pytest.raises(StudentConfigError, match="does not fit max_length=16"):
+        EncoderFeaturizer(EncoderConfig(model=path, labels=["PER"], max_length=16), tok).encode(
+            too_long, None, "plain"
+        )
+
+
+def test_crf_decode_matches_brute_force():
+    torch.manual_seed(0)
+    crf = CRF(3)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    em = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    import itertools
+
+    for k in range(2):
+        n = int(mask[k].sum())
+
+        def score(path, k=k):
+            s = crf.start[path[0]] + em[k, 0, path[0]] + crf.end[path[-1]]
+            for i in range(1, len(path)):
+                s = s + crf.trans[path[i - 1], path[i]] + em[k, i, path[i]]
+            return float(s.detach())
+
+        best = max(itertools.product(range(3), repeat=n), key=score)
+        assert crf.decode(em, mask)[k] == list(best)
+        # the NLL is -log of a proper distribution: exp(-nll) summed over all paths is 1
+        total = sum(
+            torch.exp(
+                -crf.neg_log_likelihood(
+                    em[k : k + 1, :n], torch.tensor([p]), torch.ones(1, n, dtype=torch.bool)
+                )
+            )
+            for p in itertools.product(range(3), repeat=n)
+        )
+        assert float(total) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("crf, distill", [(False, False), (True, False), (False, True)])
+def test_overfit_eight_examples_and_predict(tiny, tmp_path, crf, distill):
+    path, tok = tiny
+    exs = examples()
+    cfg = EncoderConfig(
+        model=path, crf=crf, conditional_distillation=distill, use_knowledge=True, max_length=64, dropout=0.0
+    )
+    training = EncoderTrainingConfig(
+        output_dir=str(tmp_path / "run"),
+        epochs=30,
+        learning_rate=5e-3,
+        batch_size=8,
+        seed=0,
+        logging_steps=5,
+        warmup_ratio=0.0,
+    )
+    model, feat, history = train_encoder(cfg, training, exs, exs, KNOWLEDGE, tokenizer=tok)
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < losses[0] * 0.5
+    best_f1 = max(h["eval_f1"] for h in history if "eval_f1" in h)
+    assert best_f1 > 0.8
+    preds = decode_predictions(model, feat, exs, KNOWLEDGE)
+    assert len(preds) == len(exs) and all(p.answer is not None for p in preds)
+    assert (tmp_path / "run" / "best" / "cotdistill_student.json").is_file()
+
+
+def test_config_errors():
+    with pytest.raises(StudentConfigError, match="set use_knowledge=True"):
+        EncoderConfig(model="x", use_knowledge=False, conditional_distillation=True)
+    batch = collate([{"input_ids": [1, 2], "labels": [0, -100]}, {"input_ids": [1], "labels": [1]}], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2], [1, 0]] and batch["labels"].tolist() == [
+        [0, -100],
+        [1, -100],
+    ]
+    assert EncoderTagger  # imported for the type
