@@ -140,7 +140,9 @@ class EncoderTagger(nn.Module):
         self.encoder = (
             encoder
             if encoder is not None
-            else AutoModel.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+            else AutoModel.from_pretrained(
+                config.model, dtype=torch.float32, trust_remote_code=config.trust_remote_code
+            )  # fp32 master weights; bf16 comes from the Trainer
         )
         hidden = self.encoder.config.hidden_size
         if config.lora_r > 0:
