@@ -439,6 +439,38 @@ def save_config(config: EncoderConfig, out_dir: str | Path) -> None:
     )
 
 
+def load_encoder_student(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[EncoderTagger, EncoderFeaturizer]:
+    """Load a student saved by ``train_encoder`` (its ``best/`` folder): config, tokenizer and weights.
+
+    The base encoder is rebuilt from ``config.model`` (an id or a local path), then every weight (encoder or
+    LoRA adapter, head, CRF, prompt vectors) is restored from the saved state dict.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    meta_file = path / "cotdistill_student.json"
+    if not meta_file.is_file():
+        raise StudentConfigError(
+            f"{path} holds no cotdistill_student.json; point at the 'best' folder that training wrote"
+        )
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    if meta.pop("kind", None) != "encoder":
+        raise StudentConfigError(f"{meta_file} does not describe an encoder student")
+    config = EncoderConfig(**meta)
+    model = EncoderTagger(config)
+    state = load_file(str(path / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if "lora_" in k or not k.startswith("encoder.")]:
+        raise StudentConfigError(
+            f"{path}: saved weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    return model.to(device).eval(), EncoderFeaturizer(config, tokenizer)
+
+
 __all__ = [
     "CRF",
     "EncoderConfig",
@@ -448,4 +480,5 @@ __all__ = [
     "StudentConfigError",
     "collate",
     "decode_predictions",
+    "load_encoder_student",
 ]

@@ -146,3 +146,66 @@ def test_config_errors():
         [1, -100],
     ]
     assert EncoderTagger  # imported for the type
+
+
+def test_lora_changes_only_adapter_and_head_and_reloads(tiny, tmp_path):
+    from cotdistill.student.encoder import load_encoder_student
+
+    path, tok = tiny
+    exs = examples()
+    cfg = EncoderConfig(
+        model=path,
+        use_knowledge=False,
+        lora_r=4,
+        lora_target_modules=["query", "value"],
+        dropout=0.0,
+        max_length=64,
+    )
+    torch.manual_seed(0)
+    before = {k: v.clone() for k, v in EncoderTagger(cfg).state_dict().items()}
+    training = EncoderTrainingConfig(
+        output_dir=str(tmp_path / "run"), epochs=3, learning_rate=1e-2, batch_size=4, seed=0, warmup_ratio=0.0
+    )
+    model, feat, _ = train_encoder(cfg, training, exs, exs, None, tokenizer=tok)
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k].cpu(), before[k])}
+    assert any("lora_" in k for k in changed) and any(k.startswith("head.") for k in changed)
+    base = [k for k in after if k.startswith("encoder.") and "lora_" not in k]
+    assert base and not (changed & set(base))  # every base weight is bit-identical
+    preds = decode_predictions(model, feat, exs, None)
+    again, feat2 = load_encoder_student(tmp_path / "run" / "best")
+    assert [p.answer for p in decode_predictions(again, feat2, exs, None)] == [p.answer for p in preds]
+
+
+def test_resume_continues_step_count(tiny, tmp_path):
+    path, tok = tiny
+    exs = examples()
+    cfg = EncoderConfig(model=path, use_knowledge=False, max_length=64)
+    out = str(tmp_path / "run")
+    train_encoder(
+        cfg,
+        EncoderTrainingConfig(output_dir=out, epochs=2, batch_size=4, seed=0, save_total_limit=3),
+        exs,
+        exs,
+        None,
+        tokenizer=tok,
+    )
+    checkpoints = sorted((tmp_path / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in checkpoints] == ["checkpoint-2", "checkpoint-4"]
+    _, _, history = train_encoder(
+        EncoderConfig(model=path, use_knowledge=False, max_length=64),
+        EncoderTrainingConfig(
+            output_dir=out,
+            epochs=3,
+            batch_size=4,
+            seed=0,
+            save_total_limit=3,
+            resume_from_checkpoint=str(checkpoints[-1]),
+        ),
+        exs,
+        exs,
+        None,
+        tokenizer=tok,
+    )
+    epochs = [h["epoch"] for h in history if "eval_f1" in h]
+    assert epochs[-1] == 3.0 and (tmp_path / "run" / "checkpoint-6").is_dir()
