@@ -131,7 +131,7 @@ def summarise(results: list[dict]) -> dict:
             "test_f1": test,
             "eval_view": rs[0]["eval_view"],
         }
-    for ds, conds in out.items():
+    for conds in out.values():
         if "a" in conds and "b" in conds:
             conds["b_minus_a"] = conds["b"]["test_f1_mean"] - conds["a"]["test_f1_mean"]
         if "a" in conds and "c" in conds:
