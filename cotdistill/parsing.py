@@ -1,0 +1,295 @@
+"""Answer parsing: a model's raw text → a task Answer plus its rationale, never an exception.
+
+Teacher and student outputs go through the same parser. Accepted MNER forms, tried in order:
+
+1. JSON — bare, inside a code fence, or followed/preceded by prose: ``{"entities": [{"text", "type"}]}``
+   or a bare list of such objects (or of ``[text, type]`` pairs).
+2. Numbered or bulleted lists: ``1. Obama (person)``, ``- Obama: PER``, and PGIM's run-together
+   ``Named entities:1. X (type)2. Y (type)Reasoning:...``.
+
+Free-text types map to the dataset's labels through a synonym table (person, handle → PER; city,
+country → LOC; ...); a type that maps to nothing falls back to the dataset's miscellaneous label when it has
+one (OTHER in Twitter-2015, MISC in Twitter-2017). Entity strings are aligned back to every token span they
+match, case-insensitively, with or without ``@`` and ``#``, and across token boundaries (``New York`` ↔
+``#NewYork``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cotdistill.records import Entity, EntityAnswer, Example
+
+DEFAULT_TYPE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "PER": (
+        "per",
+        "person",
+        "people",
+        "persons",
+        "handle",
+        "username",
+        "user",
+        "individual",
+        "name",
+        "politician",
+        "athlete",
+        "player",
+        "actor",
+        "actress",
+        "singer",
+        "musician",
+        "artist",
+        "celebrity",
+        "character",
+        "president",
+        "author",
+        "rapper",
+        "comedian",
+        "journalist",
+        "footballer",
+        "family",
+        "human",
+    ),
+    "LOC": (
+        "loc",
+        "location",
+        "place",
+        "city",
+        "country",
+        "state",
+        "region",
+        "province",
+        "county",
+        "town",
+        "village",
+        "continent",
+        "area",
+        "neighborhood",
+        "street",
+        "address",
+        "island",
+        "river",
+        "mountain",
+        "lake",
+        "park",
+        "landmark",
+        "venue",
+        "stadium",
+        "arena",
+        "building",
+        "airport",
+        "geographical location",
+        "gpe",
+        "nation",
+        "district",
+        "capital",
+    ),
+    "ORG": (
+        "org",
+        "organization",
+        "organisation",
+        "company",
+        "corporation",
+        "business",
+        "brand",
+        "team",
+        "sports team",
+        "club",
+        "band",
+        "group",
+        "university",
+        "school",
+        "college",
+        "institution",
+        "agency",
+        "government",
+        "party",
+        "political party",
+        "news outlet",
+        "media",
+        "network",
+        "tv channel",
+        "channel",
+        "newspaper",
+        "magazine",
+        "league",
+        "association",
+        "union",
+        "department",
+        "ministry",
+        "police",
+        "army",
+        "military",
+        "charity",
+        "nonprofit",
+        "record label",
+        "publisher",
+        "website",
+    ),
+}
+_MISC_LABELS = ("OTHER", "MISC", "MISCELLANEOUS")
+_LIST_ITEM = re.compile(
+    r"(?:^|(?<=\s)|(?<=[)\]:]))(?:\d{1,3}[.)]|[-*•])\s*(?P<text>[^()\n]+?)\s*[(:\[-]\s*(?P<type>[^()\]\n]*?)\s*(?:[)\]]|$|\n)",
+    re.M,
+)
+_PGIM_ITEM = re.compile(r"(?:^|(?<=[)\s:]))\d{1,3}\.\s*(?P<text>[^()]+?)\s*\((?P<type>[^()]*)\)")
+_TYPED_ITEM = re.compile(r"(?P<text>[^(),;:\n]+?)\s*\((?P<type>[^()]*)\)")
+_NONE_ANSWER = re.compile(r"^\s*(none|n/a|\[\])\b|\bno\b[^.]*\bentit", re.I)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+
+
+@dataclass(slots=True)
+class ParsedAnswer:
+    """What a raw text parsed to. ``answer`` is None exactly when ``error`` says why."""
+
+    answer: EntityAnswer | None
+    rationale: str | None
+    error: str | None
+    mentions: list[tuple[str, str]]  # (surface, free-text type) as the text wrote them
+    unaligned: list[str]  # mentions whose text matched no token span
+
+
+def map_type(
+    free: str, labels: Sequence[str], synonyms: Mapping[str, Sequence[str]] = DEFAULT_TYPE_SYNONYMS
+) -> str | None:
+    """Map a free-text type (``person/handle``, ``city``, ``B-PER``) to one of ``labels``, or None."""
+    by_upper = {label.upper(): label for label in labels}
+    parts = [p.strip().lower() for p in re.split(r"[/,|;]| or ", free) if p.strip()]
+    for part in parts:
+        bare = re.sub(r"^[bies]-", "", part)
+        if bare.upper() in by_upper:
+            return by_upper[bare.upper()]
+    for part in parts:
+        for label, words in synonyms.items():
+            if label.upper() in by_upper and (
+                part in words or any(w == part.split()[-1] for w in words if " " not in w)
+            ):
+                return by_upper[label.upper()]
+    misc = next((by_upper[m] for m in _MISC_LABELS if m in by_upper), None)
+    return misc if parts else None
+
+
+def _norm(s: str) -> str:
+    s = s.lower().strip()
+    s = re.sub(r"^[@#]+", "", s)
+    return re.sub(r"[\W_]+", "", s)
+
+
+def align_mention(tokens: Sequence[str], text: str, max_width: int = 12) -> list[tuple[int, int]]:
+    """Every token span ``[i, j)`` whose joined, normalised tokens equal the normalised mention."""
+    target = _norm("".join(text.split()))
+    if not target:
+        return []
+    normed = [_norm(t) for t in tokens]
+    spans = []
+    for i in range(len(tokens)):
+        if not normed[i] or not target.startswith(normed[i]):
+            continue
+        acc = ""
+        for j in range(i, min(len(tokens), i + max_width)):
+            acc += normed[j]
+            if acc == target:
+                spans.append((i, j + 1))
+                break
+            if not target.startswith(acc):
+                break
+    return spans
+
+
+def _json_candidates(raw: str) -> list:
+    texts = [m.group(1) for m in _FENCE.finditer(raw)] + [raw]
+    out = []
+    for text in texts:
+        for opener, closer in (("{", "}"), ("[", "]")):
+            start = text.find(opener)
+            while start != -1:
+                depth = 0
+                for k in range(start, len(text)):
+                    if text[k] == opener:
+                        depth += 1
+                    elif text[k] == closer:
+                        depth -= 1
+                        if depth == 0:
+                            try:
+                                out.append((json.loads(text[start : k + 1]), text[:start] + text[k + 1 :]))
+                            except json.JSONDecodeError:
+                                pass
+                            break
+                start = text.find(opener, start + 1) if not out else -1
+    return out
+
+
+def _mentions_from_json(obj) -> list[tuple[str, str]] | None:
+    items = obj.get("entities") if isinstance(obj, dict) else obj
+    if not isinstance(items, list):
+        return None
+    out = []
+    for it in items:
+        if isinstance(it, dict) and isinstance(it.get("text", it.get("entity", it.get("name"))), str):
+            out.append(
+                (it.get("text", it.get("entity", it.get("name"))), str(it.get("type", it.get("label", ""))))
+            )
+        elif isinstance(it, (list, tuple)) and len(it) == 2 and all(isinstance(x, str) for x in it):
+            out.append((it[0], it[1]))
+        else:
+            return None
+    return out
+
+
+def parse_mner(
+    raw: str,
+    example: Example,
+    labels: Sequence[str],
+    synonyms: Mapping[str, Sequence[str]] = DEFAULT_TYPE_SYNONYMS,
+) -> ParsedAnswer:
+    """Parse an MNER answer for ``example`` (whose tokens the mentions are aligned to)."""
+    if example.tokens is None:
+        return ParsedAnswer(None, None, "the example has no tokens to align mentions to", [], [])
+    text = raw or ""
+    if not text.strip():
+        return ParsedAnswer(None, None, "empty output", [], [])
+    mentions: list[tuple[str, str]] | None = None
+    rationale: str | None = None
+    for obj, rest in _json_candidates(text):
+        mentions = _mentions_from_json(obj)
+        if mentions is not None:
+            rationale = rest.strip() or None
+            break
+    if mentions is None:
+        m = re.search(r"(Reasoning|Rationale|Explanation)\s*:", text, re.I)
+        head, rationale = (text[: m.start()], text[m.end() :].strip() or None) if m else (text, None)
+        body = re.sub(r"^\s*(named\s+)?entities\s*:", "", head, flags=re.I)
+        found = [(m.group("text"), m.group("type")) for m in _PGIM_ITEM.finditer(body)]
+        if not found:
+            found = [(m.group("text"), m.group("type")) for m in _LIST_ITEM.finditer(body)]
+        if not found:  # "X (type), Y (type)" without numbers
+            found = [(m.group("text"), m.group("type")) for m in _TYPED_ITEM.finditer(body)]
+        if not found and re.search(r"\d{1,3}\.\s*\S", body):  # "1. Paris2. France": numbered, untyped
+            found = [(t, "") for t in re.split(r"\d{1,3}\.\s*", body) if t.strip()]
+        if found:
+            mentions = found
+        elif not body.strip(" .\n") or _NONE_ANSWER.search(body):
+            mentions = []
+    if mentions is None:
+        return ParsedAnswer(None, rationale, "no JSON entity list or numbered entity list found", [], [])
+    entities: dict[tuple[int, int], Entity] = {}
+    unaligned = []
+    for surface, free_type in mentions:
+        surface = surface.strip().strip("\"'“”")
+        label = map_type(free_type, labels, synonyms)
+        spans = align_mention(example.tokens, surface)
+        if not spans or label is None:
+            unaligned.append(surface)
+            continue
+        for s, e in spans:
+            entities.setdefault((s, e), Entity(s, e, label, " ".join(example.tokens[s:e])))
+    # Overlapping spans: keep the longer (then the earlier) one.
+    kept: list[Entity] = []
+    for ent in sorted(entities.values(), key=lambda x: (-(x.end - x.start), x.start)):
+        if all(ent.end <= k.start or ent.start >= k.end for k in kept):
+            kept.append(ent)
+    kept.sort(key=lambda x: x.start)
+    return ParsedAnswer(EntityAnswer(tuple(kept)), rationale, None, list(mentions), unaligned)
