@@ -199,27 +199,16 @@ def align_mention(tokens: Sequence[str], text: str, max_width: int = 12) -> list
     return spans
 
 
-def _json_candidates(raw: str) -> list:
-    texts = [m.group(1) for m in _FENCE.finditer(raw)] + [raw]
-    out = []
-    for text in texts:
-        for opener, closer in (("{", "}"), ("[", "]")):
-            start = text.find(opener)
-            while start != -1:
-                depth = 0
-                for k in range(start, len(text)):
-                    if text[k] == opener:
-                        depth += 1
-                    elif text[k] == closer:
-                        depth -= 1
-                        if depth == 0:
-                            try:
-                                out.append((json.loads(text[start : k + 1]), text[:start] + text[k + 1 :]))
-                            except json.JSONDecodeError:
-                                pass
-                            break
-                start = text.find(opener, start + 1) if not out else -1
-    return out
+def _json_candidates(raw: str):
+    """Yield (value, text around it) for each JSON object or array in the text, fenced ones first."""
+    decoder = json.JSONDecoder()
+    for text in [m.group(1) for m in _FENCE.finditer(raw)] + [raw]:
+        for m in re.finditer(r"[\[{]", text):
+            try:
+                obj, end = decoder.raw_decode(text, m.start())
+            except json.JSONDecodeError:
+                continue
+            yield obj, text[: m.start()] + text[end:]
 
 
 def _mentions_from_json(obj) -> list[tuple[str, str]] | None:
