@@ -78,6 +78,13 @@ def run_one(spec: dict) -> dict:
             scores[s] = {k: sc[k] for k in ("precision", "recall", "f1")}
             if s == "test":
                 scores[s]["per_type"] = {t: v["f1"] for t, v in sc["per_type"].items()}
+                if spec.get("predictions_dir"):
+                    name = f"{spec['dataset']}-{spec['condition']}-s{spec['seed']}.jsonl"
+                    Path(spec["predictions_dir"]).mkdir(parents=True, exist_ok=True)
+                    with open(Path(spec["predictions_dir"]) / name, "w", encoding="utf-8") as f:
+                        for p in preds:
+                            p.source = f"student:minilm-{spec['condition']}"
+                            f.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
     dev_curve = [round(h["eval_f1"], 4) for h in history if "eval_f1" in h]
     return {
         **spec,
@@ -164,6 +171,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--out", default=str(HERE / "results" / "encoder_quality.json"))
     parser.add_argument("--runs-log", default=None, help="append each finished run to this JSONL file")
+    parser.add_argument("--predictions-dir", default=None, help="write each run's test Prediction JSONL here")
     args = parser.parse_args()
     global RUNS_LOG
     RUNS_LOG = args.runs_log
@@ -229,6 +237,7 @@ def main() -> None:
     for r in payload["runs"]:
         r.pop("model", None)
         r.pop("data_dir", None)
+        r.pop("predictions_dir", None)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload["summary"], indent=2))
