@@ -10,18 +10,27 @@ the MNER metric. A post without knowledge (Twitter-2015's last post) counts as a
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from common import data_dir, write_result
 
 from cotdistill.eval import score_answers
 from cotdistill.parsing import parse_mner
 from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+from cotdistill.records import Prediction
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--write-predictions",
+        default=None,
+        metavar="DIR",
+        help="also write the parsed Prediction JSONL per dataset",
+    )
     args = parser.parse_args()
     root = data_dir(args.data_dir)
     out = {}
@@ -29,7 +38,7 @@ def main() -> None:
         examples = load_split(name, root / name, args.split).examples
         al = align_knowledge(examples, read_pgim_knowledge(root / name / "pgim" / f"{args.split}.txt"))
         labels = sorted({e.type for ex in examples for e in ex.gold.entities})
-        preds, failures, unaligned, mentions = [], 0, 0, 0
+        preds, records, failures, unaligned, mentions = [], [], 0, 0, 0
         for ex in examples:
             raw = al.knowledge.get(ex.id)
             parsed = parse_mner(raw, ex, labels) if raw is not None else None
@@ -38,6 +47,23 @@ def main() -> None:
                 unaligned += len(parsed.unaligned)
                 mentions += len(parsed.mentions)
             preds.append(parsed.answer if parsed is not None else None)
+            if parsed is not None:
+                records.append(
+                    Prediction(
+                        ex.id,
+                        "teacher:chatgpt-pgim",
+                        parsed.answer,
+                        raw=raw,
+                        rationale=parsed.rationale,
+                        parse_error=parsed.error,
+                    )
+                )
+        if args.write_predictions:
+            Path(args.write_predictions).mkdir(parents=True, exist_ok=True)
+            with open(
+                Path(args.write_predictions) / f"{name}-{args.split}-teacher.jsonl", "w", encoding="utf-8"
+            ) as f:
+                f.writelines(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records)
         s = score_answers("mner", [ex.gold for ex in examples], preds)
         out[name] = {
             "split": args.split,

@@ -134,6 +134,172 @@ def cmd_data_export(args) -> int:
     return 0
 
 
+def _add_gold_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", choices=list(DATASETS), metavar="NAME", help=f"gold dataset: {', '.join(DATASETS)}"
+    )
+    p.add_argument("--data-dir", type=Path, help="folder holding the dataset's files as distributed")
+    p.add_argument("--image-dir", type=Path, default=None)
+    p.add_argument("--split", default="test", help="gold split (default: test)")
+    p.add_argument(
+        "--gold",
+        type=Path,
+        default=None,
+        help="instead of --dataset/--data-dir: an Example JSONL file (cotdistill data export)",
+    )
+
+
+def _load_gold(args) -> tuple[str, list, str]:
+    """(task, gold examples, description) from --gold or --dataset/--data-dir/--split."""
+    from cotdistill.records import Example
+
+    if args.gold is not None:
+        if not args.gold.is_file():
+            raise UsageError(f"--gold {args.gold} does not exist")
+        examples = []
+        with open(args.gold, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        examples.append(Example.from_dict(json.loads(line)))
+                    except (ValueError, TypeError) as err:
+                        raise DataFormatError(args.gold, lineno, f"not an Example record ({err})") from None
+        if not examples:
+            raise UsageError(f"--gold {args.gold} holds no examples")
+        return examples[0].task, examples, str(args.gold)
+    if not args.dataset or not args.data_dir:
+        raise UsageError(
+            "name the gold data: --dataset NAME --data-dir DIR [--split test], or --gold FILE.jsonl"
+        )
+    ds = load_split(args.dataset, args.data_dir, args.split, image_dir=args.image_dir)
+    return ds.task, ds.examples, f"{args.dataset} {ds.split}"
+
+
+def _labels(task: str, gold: list) -> list[str]:
+    from cotdistill.tasks import TaskSpec, is_no_relation
+
+    return [
+        lab
+        for lab in TaskSpec.from_examples(task, gold).labels
+        if not (task == "mre" and is_no_relation(lab))
+    ]
+
+
+def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
+    existing = [str(out / n) for n in names if (out / n).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(existing)} already exist; choose another --out or pass --overwrite")
+
+
+def cmd_evaluate(args) -> int:
+    from cotdistill.eval.predictions import align, read_predictions, usage_summary
+    from cotdistill.eval.scoring import score_answers
+
+    task, gold, desc = _load_gold(args)
+    preds = read_predictions(args.predictions, task, gold)
+    system = align(gold, preds)
+    if system.unknown_ids:
+        logger.warning(
+            "%d predictions are for ids not in the gold data (e.g. %s); they are ignored",
+            len(system.unknown_ids),
+            system.unknown_ids[0],
+        )
+    scores = score_answers(task, [ex.gold for ex in gold], system.answers)
+    metrics = {
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "f1": scores["f1"],
+        **{k: scores[k] for k in ("accuracy", "tp", "fp", "fn") if k in scores},
+        "per_type": scores.get("per_type", {}),
+        **({"attribute": scores["attribute"]} if "attribute" in scores else {}),
+        "examples": len(gold),
+        "coverage": system.coverage,
+        "missing": system.missing,
+        "parse_failures": system.parse_failures,
+        "parse_failure_rate": system.parse_failures / len(gold),
+        "unknown_ids": len(system.unknown_ids),
+        "usage": usage_summary(system),
+        "source": system.source,
+        "gold": desc,
+        "predictions": str(args.predictions),
+        "command": "cotdistill " + " ".join(sys.argv[1:]),
+    }
+    print(
+        f"{system.source} on {desc} ({len(gold):,} examples, coverage {100 * system.coverage:.1f}%, parse failures {system.parse_failures})"
+    )
+    print(f"  {'':<22}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
+    print(
+        f"  {'overall':<22}{100 * scores['precision']:>8.2f}{100 * scores['recall']:>8.2f}{100 * scores['f1']:>8.2f}{scores['tp'] + scores['fn']:>9,}"
+    )
+    for label, v in scores.get("per_type", {}).items():
+        print(
+            f"  {str(label)[:22]:<22}{100 * v['precision']:>8.2f}{100 * v['recall']:>8.2f}{100 * v['f1']:>8.2f}{v['support']:>9,}"
+        )
+    if args.out is not None:
+        _refuse_overwrite(args.out, ["metrics.json"], args.overwrite)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        print(f"wrote {args.out / 'metrics.json'}")
+    return 0
+
+
+def _named(values: list[str] | None, kind, flag: str) -> dict:
+    out = {}
+    for v in values or []:
+        name, sep, num = v.partition("=")
+        if not sep:
+            raise UsageError(f"{flag} {v!r}: expected NAME=VALUE")
+        try:
+            out[name] = kind(num)
+        except ValueError:
+            raise UsageError(f"{flag} {v!r}: {num!r} is not a {kind.__name__}") from None
+    return out
+
+
+def cmd_compare(args) -> int:
+    from cotdistill.eval.compare import compare_systems
+    from cotdistill.eval.predictions import align, read_predictions
+    from cotdistill.eval.report import write_report
+
+    task, gold, desc = _load_gold(args)
+    systems = []
+    for spec in args.predictions:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or Path(spec).exists():
+            name, path = None, spec
+        preds = read_predictions(path, task, gold, source=name)
+        systems.append(align(gold, preds, source=name or (preds[0].source if preds else Path(path).stem)))
+    if len(systems) < 2:
+        raise UsageError("compare needs at least two prediction files (e.g. teacher=FILE student=FILE)")
+    _refuse_overwrite(args.out, ["metrics.json", "report.md", "report.html"], args.overwrite)
+    result = compare_systems(
+        task,
+        gold,
+        systems,
+        _labels(task, gold),
+        resamples=args.resamples,
+        seed=args.seed,
+        params=_named(args.params, int, "--params"),
+        fractions=_named(args.fraction, float, "--fraction"),
+    )
+    provenance = {
+        "command": "cotdistill " + " ".join(sys.argv[1:]),
+        "gold": desc,
+        "predictions": {s.source: spec for s, spec in zip(systems, args.predictions, strict=True)},
+    }
+    files = write_report(result, args.out, provenance)
+    for name, s in result["systems"].items():
+        print(
+            f"  {name:<24} F1 {100 * s['f1']:6.2f}  95% CI [{100 * s['f1_ci'][0]:.2f}, {100 * s['f1_ci'][1]:.2f}]"
+        )
+    for p in result["pairs"]:
+        print(f"  {p['a']} − {p['b']}: {100 * p['f1_difference']:+.2f} F1, p = {p['p_value']:.4f}")
+    print(f"report: {files['html']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cotdistill", description="Chain-of-thought distillation for multimodal IE."
@@ -153,6 +319,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, type=Path, help="output folder (must not hold an earlier export)"
     )
     export.set_defaults(func=cmd_data_export)
+
+    ev = sub.add_parser("evaluate", help="score one prediction file against gold")
+    ev.add_argument(
+        "--predictions",
+        required=True,
+        type=Path,
+        help="Prediction JSONL, or the dataset's native format with predicted labels",
+    )
+    _add_gold_args(ev)
+    ev.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    cmp = sub.add_parser(
+        "compare", help="teacher vs students vs baselines: CIs, significance, agreement, report"
+    )
+    cmp.add_argument(
+        "predictions",
+        nargs="+",
+        metavar="[NAME=]FILE",
+        help="prediction files; the first is the reference (the teacher)",
+    )
+    _add_gold_args(cmp)
+    cmp.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="folder for metrics.json, report.md, report.html and the plots",
+    )
+    cmp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument(
+        "--params", action="append", metavar="NAME=N", help="parameter count of a system, for the cost table"
+    )
+    cmp.add_argument(
+        "--fraction",
+        action="append",
+        metavar="NAME=F",
+        help="share of the knowledge a student was trained on (learning curve)",
+    )
+    cmp.add_argument("--overwrite", action="store_true")
+    cmp.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -155,6 +155,29 @@ def _relation_items(answer: RelationAnswer | None, index: int) -> list:
     ]
 
 
+def answer_items(task: str, answer: Answer | None) -> set:
+    """The scored items of one answer: typed spans (MNER), non-none relations with their argument spans
+    (MRE), attribute values (MAE). Two answers agree on an item when both contain it."""
+    if answer is None:
+        return set()
+    if task == "mner":
+        return {e.key for e in answer.entities}  # type: ignore[union-attr]
+    if task == "mre":
+        return {
+            ((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label)
+            for r in answer.relations  # type: ignore[union-attr]
+            if not is_no_relation(r.label)
+        }
+    if task == "mae":
+        return {_value_key(v) for v in answer.values}  # type: ignore[union-attr]
+    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+
+
+def item_label(task: str, item: tuple) -> str:
+    """The type / relation label / attribute an item is counted under."""
+    return item[0] if task == "mae" else item[-1]
+
+
 def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
     """Score aligned gold and predicted answers of one task; a None prediction counts as an empty answer."""
     if len(gold) != len(pred):
