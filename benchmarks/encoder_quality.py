@@ -183,6 +183,7 @@ def main() -> None:
     base = {
         "model": args.model,
         "data_dir": args.data_dir,
+        "predictions_dir": args.predictions_dir,
         "epochs": args.epochs,
         "lr": args.lr,
         "batch_size": args.batch_size,
