@@ -192,7 +192,7 @@ def _summary_rows(result: dict) -> list[list[str]]:
                 _pct(s["recall"]),
                 _pct(s["f1"]),
                 f"[{_pct(s['f1_ci'][0])}, {_pct(s['f1_ci'][1])}]",
-                f"{100 * s['coverage']:.1f}%",
+                f"{100 * s['coverage']:.2f}%",
                 f"{100 * s['parse_failure_rate']:.1f}%",
                 f"{usage['tokens_per_example']:.0f}" if usage else "–",
                 f"{usage['seconds_per_example']:.4f}" if usage else "–",
