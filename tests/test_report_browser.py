@@ -6,14 +6,24 @@ import shutil
 import subprocess
 
 import pytest
-from test_compare import GOLD, A, B, align  # noqa: F401  (shared fixtures)
+from test_compare import GOLD, A, B, align
 
 from cotdistill.eval.compare import compare_systems
 from cotdistill.eval.report import write_report
 from cotdistill.records import Prediction
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 # Injected into a copy of the page (the report itself has no scripts): records every error event (resource
 # errors included, in the capture phase) and console.error call, then, once loaded, what the page shows.
@@ -34,7 +44,10 @@ window.addEventListener('load', () => {
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
 def test_report_html_in_chromium(tmp_path):
-    systems = [align(GOLD, [Prediction(g.id, n, a, raw="") for g, a in zip(GOLD, ans, strict=True)], source=n) for n, ans in (("teacher", A), ("student", B))]
+    systems = [
+        align(GOLD, [Prediction(g.id, n, a, raw="") for g, a in zip(GOLD, ans, strict=True)], source=n)
+        for n, ans in (("teacher", A), ("student", B))
+    ]
     result = compare_systems("mner", GOLD, systems, ["LOC", "ORG", "PER"], resamples=100)
     files = write_report(result, tmp_path / "report", {"command": "cotdistill compare ..."})
     page = files["html"].read_text(encoding="utf-8")
@@ -42,8 +55,17 @@ def test_report_html_in_chromium(tmp_path):
     probed.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
     profile = tmp_path / "profile"
     dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     assert m, f"the page did not finish loading: {dom.stderr[-2000:]}"
@@ -52,7 +74,16 @@ def test_report_html_in_chromium(tmp_path):
     assert probe["images"] == 3 and probe["summaryRows"] == 2
     shot = tmp_path / "report.png"
     subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400", f"--screenshot={shot}", files["html"].as_uri()],
-        capture_output=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            files["html"].as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000
