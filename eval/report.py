@@ -263,6 +263,52 @@ def _pair_rows(result: dict) -> list[list[str]]:
 PAIR_HEAD = ["A", "B", "F1(A) − F1(B)", "95% CI", "p (paired bootstrap)"]
 
 
+AGREEMENT_COLUMNS = {
+    "both_right": "both right",
+    "only_a_right": "only A right",
+    "only_b_right": "only B right",
+    "both_wrong": "both wrong",
+    "a_spurious": "A spurious",
+    "b_spurious": "B spurious",
+    "shared_spurious": "shared spurious",
+}
+
+
+def _detail_tables(
+    result: dict, rationale_chars: int | None = None
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the agreement and error-example tables, shared by both report formats."""
+    tables = []
+    for ag in result.get("agreement", []):
+        tables.append(
+            (
+                f"Agreement: A = {ag['a']}, B = {ag['b']}",
+                list(AGREEMENT_COLUMNS.values()),
+                [[str(ag[k]) for k in AGREEMENT_COLUMNS]],
+            )
+        )
+    for ins in result.get("instructive", []):
+        head = ["id", "image", "text", "gold", ins["a"], ins["b"], f"{ins['a']} rationale"]
+        for key, title in (
+            ("a_right_b_wrong", f"{ins['a']} right, {ins['b']} wrong"),
+            ("b_right_a_wrong", f"{ins['b']} right, {ins['a']} wrong"),
+        ):
+            rows = [
+                [
+                    r["id"],
+                    r["image_id"] or "",
+                    r["text"],
+                    "; ".join(r["gold"]),
+                    "; ".join(r["a_answer"]),
+                    "; ".join(r["b_answer"]),
+                    (r["a_rationale"] or "")[:rationale_chars],
+                ]
+                for r in ins[key]
+            ]
+            tables.append((f"{title} (top {len(rows)})", head, rows))
+    return tables
+
+
 def write_markdown(result: dict, plots: list[Path], provenance: dict, path: Path) -> Path:
     parts = [f"# Comparison on {provenance.get('gold', 'the test set')}", ""]
     parts += [
@@ -274,59 +320,8 @@ def write_markdown(result: dict, plots: list[Path], provenance: dict, path: Path
         parts += ["## Differences", "", _md_table(PAIR_HEAD, _pair_rows(result)), ""]
     head, rows = _per_label_rows(result)
     parts += ["## Per label (F1)", "", _md_table(head, rows), ""]
-    for ag in result.get("agreement", []):
-        parts += [f"## Agreement: A = {ag['a']}, B = {ag['b']}", ""]
-        parts += [
-            _md_table(
-                [
-                    "both right",
-                    "only A right",
-                    "only B right",
-                    "both wrong",
-                    "A spurious",
-                    "B spurious",
-                    "shared spurious",
-                ],
-                [
-                    [
-                        str(ag[k])
-                        for k in (
-                            "both_right",
-                            "only_a_right",
-                            "only_b_right",
-                            "both_wrong",
-                            "a_spurious",
-                            "b_spurious",
-                            "shared_spurious",
-                        )
-                    ]
-                ],
-            ),
-            "",
-        ]
-    for ins in result.get("instructive", []):
-        for key, title in (
-            ("a_right_b_wrong", f"{ins['a']} right, {ins['b']} wrong"),
-            ("b_right_a_wrong", f"{ins['b']} right, {ins['a']} wrong"),
-        ):
-            parts += [f"## {title} (top {len(ins[key])})", ""]
-            rows = [
-                [
-                    r["id"],
-                    r["text"],
-                    "; ".join(r["gold"]),
-                    "; ".join(r["a_answer"]),
-                    "; ".join(r["b_answer"]),
-                    (r["a_rationale"] or "")[:200],
-                ]
-                for r in ins[key]
-            ]
-            parts += [
-                _md_table(["id", "text", "gold", ins["a"], ins["b"], f"{ins['a']} rationale"], rows)
-                if rows
-                else "(none)",
-                "",
-            ]
+    for title, head, rows in _detail_tables(result, rationale_chars=200):
+        parts += [f"## {title}", "", _md_table(head, rows) if rows else "(none)", ""]
     parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     parts += [
         "## How this was made",
@@ -397,62 +392,8 @@ def write_html(result: dict, plots: list[Path], provenance: dict, path: Path) ->
         )
     head, rows = _per_label_rows(result)
     body.append("<h2>Per label (F1)</h2>" + _html_table(head, rows))
-    for ag in result.get("agreement", []):
-        body.append(f"<h2>Agreement: A = {html.escape(ag['a'])}, B = {html.escape(ag['b'])}</h2>")
-        body.append(
-            _html_table(
-                [
-                    "both right",
-                    "only A right",
-                    "only B right",
-                    "both wrong",
-                    "A spurious",
-                    "B spurious",
-                    "shared spurious",
-                ],
-                [
-                    [
-                        str(ag[k])
-                        for k in (
-                            "both_right",
-                            "only_a_right",
-                            "only_b_right",
-                            "both_wrong",
-                            "a_spurious",
-                            "b_spurious",
-                            "shared_spurious",
-                        )
-                    ]
-                ],
-            )
-        )
-    for ins in result.get("instructive", []):
-        for key, title in (
-            ("a_right_b_wrong", f"{ins['a']} right, {ins['b']} wrong"),
-            ("b_right_a_wrong", f"{ins['b']} right, {ins['a']} wrong"),
-        ):
-            rows = [
-                [
-                    r["id"],
-                    r["image_id"] or "",
-                    r["text"],
-                    "; ".join(r["gold"]),
-                    "; ".join(r["a_answer"]),
-                    "; ".join(r["b_answer"]),
-                    r["a_rationale"] or "",
-                ]
-                for r in ins[key]
-            ]
-            body.append(
-                f"<h2>{html.escape(title)} (top {len(rows)})</h2>"
-                + (
-                    _html_table(
-                        ["id", "image", "text", "gold", ins["a"], ins["b"], f"{ins['a']} rationale"], rows
-                    )
-                    if rows
-                    else "<p>(none)</p>"
-                )
-            )
+    for title, head, rows in _detail_tables(result):
+        body.append(f"<h2>{html.escape(title)}</h2>" + (_html_table(head, rows) if rows else "<p>(none)</p>"))
     body.append("<h2>How this was made</h2><pre>" + html.escape(provenance.get("command", "")) + "</pre>")
     body.append(
         "<pre class=small>" + html.escape(json.dumps(provenance, indent=2, ensure_ascii=False)) + "</pre>"
