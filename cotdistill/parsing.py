@@ -21,7 +21,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cotdistill.records import Entity, EntityAnswer, Example
+from cotdistill.records import (
+    AttributeAnswer,
+    AttributeValue,
+    Entity,
+    EntityAnswer,
+    Example,
+    Relation,
+    RelationAnswer,
+)
 
 DEFAULT_TYPE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "PER": (
@@ -282,3 +290,118 @@ def parse_mner(
             kept.append(ent)
     kept.sort(key=lambda x: x.start)
     return ParsedAnswer(EntityAnswer(tuple(kept)), rationale, None, list(mentions), unaligned)
+
+
+def _norm_label(s: str) -> str:
+    return re.sub(r"[\s_/\-]+", " ", s.strip().lower()).strip()
+
+
+def map_relation(free: str, labels: Sequence[str], none_label: str) -> str | None:
+    """Map a written relation (``/per/org/member_of``, ``member of``, ``no relation``) to a label, or None."""
+    text = _norm_label(free.strip().strip("\"'`.").split("\n")[0])
+    if not text or text in ("none", "no relation", "no_relation", "n a", "null"):
+        return none_label
+    by_norm = {_norm_label(label): label for label in labels}
+    if text in by_norm:
+        return by_norm[text]
+    # the last path element alone ("member_of") when it names exactly one label
+    tails = {}
+    for label in labels:
+        tails.setdefault(_norm_label(label.rsplit("/", 1)[-1]), []).append(label)
+    hits = tails.get(text, [])
+    return hits[0] if len(hits) == 1 else None
+
+
+def parse_mre(
+    raw: str, example: Example, labels: Sequence[str], none_label: str
+) -> tuple[RelationAnswer | None, str | None, str | None]:
+    """Parse a relation label for ``example``'s head/tail pair: (answer, rationale, error)."""
+    text = raw or ""
+    if not text.strip():
+        return None, None, "empty output"
+    gold = example.gold
+    if not isinstance(gold, RelationAnswer) or not gold.relations:
+        return None, None, "the example has no head/tail pair"
+    head, tail = gold.relations[0].head, gold.relations[0].tail
+    candidates: list[tuple[str, str | None]] = []
+    for obj, rest in _json_candidates(text):
+        if isinstance(obj, dict):
+            value = obj.get("relation", obj.get("label"))
+            if isinstance(value, str):
+                candidates.append((value, rest.strip() or None))
+                break
+    m = re.search(r"(?:relation|answer|label)\s*[:=]\s*(?P<label>[^\n]+)", text, re.I)
+    if m:
+        candidates.append((m.group("label"), (text[: m.start()] + text[m.end() :]).strip() or None))
+    candidates.append((text.strip().splitlines()[-1], "\n".join(text.strip().splitlines()[:-1]) or None))
+    candidates.append((text.strip().splitlines()[0], "\n".join(text.strip().splitlines()[1:]) or None))
+    for written, rationale in candidates:
+        label = map_relation(written, labels, none_label)
+        if label is not None:
+            return RelationAnswer((Relation(head, tail, label),)), rationale, None
+    return None, None, f"no relation label of the {len(labels)} known found"
+
+
+def parse_mae(
+    raw: str, example: Example, labels: Sequence[str]
+) -> tuple[AttributeAnswer | None, str | None, str | None]:
+    """Parse attribute values (JSON ``{"values": [...]}`` or ``attribute: value`` lines), aligning each
+    value to its first case-insensitive occurrence in the text: (answer, rationale, error)."""
+    text = raw or ""
+    if not text.strip():
+        return None, None, "empty output"
+    pairs: list[tuple[str, str]] | None = None
+    rationale = None
+    for obj, rest in _json_candidates(text):
+        items = obj.get("values") if isinstance(obj, dict) else obj
+        if isinstance(items, list) and all(
+            isinstance(i, dict) and "attribute" in i and "value" in i for i in items
+        ):
+            pairs = [(str(i["attribute"]), str(i["value"])) for i in items]
+            rationale = rest.strip() or None
+            break
+        if (
+            isinstance(obj, dict)
+            and obj
+            and all(isinstance(v, str) for v in obj.values())
+            and "values" not in obj
+        ):
+            pairs = [(str(k), v) for k, v in obj.items()]
+            rationale = rest.strip() or None
+            break
+    if pairs is None:
+        known = {label.lower(): label for label in labels}
+        found = [
+            (m.group(1).strip(), m.group(2).strip())
+            for m in re.finditer(r"^[\s\-*\d.]*([^:：\n]+)[:：]\s*(.+)$", text, re.M)
+        ]
+        pairs = [(a, v) for a, v in found if a.lower() in known]
+        if not pairs:
+            return None, None, "no JSON value list or 'attribute: value' lines found"
+    by_lower = {label.lower(): label for label in labels}
+    values = []
+    lowered = example.text.lower()
+    for attr, value in pairs:
+        label = by_lower.get(attr.strip().lower())
+        if label is None or not value.strip():
+            continue
+        at = lowered.find(value.strip().lower())
+        span = (at, at + len(value.strip())) if at >= 0 else (None, None)
+        values.append(
+            AttributeValue(label, example.text[span[0] : span[1]] if at >= 0 else value.strip(), *span)
+        )
+    return AttributeAnswer(tuple(values)), rationale, None
+
+
+def parse_answer(
+    task: str, raw: str, example: Example, labels: Sequence[str], none_label: str | None = None
+) -> tuple:
+    """Any task's parser: ``(answer or None, rationale, error or None)``; never raises on model output."""
+    if task == "mner":
+        r = parse_mner(raw, example, labels)
+        return r.answer, r.rationale, r.error
+    if task == "mre":
+        return parse_mre(raw, example, labels, none_label or "None")
+    if task == "mae":
+        return parse_mae(raw, example, labels)
+    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")

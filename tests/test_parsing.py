@@ -92,3 +92,77 @@ def test_align_every_occurrence_with_or_without_marks():
     assert align_mention(TOKENS, "clintons") == [(3, 4)]
     assert align_mention(("@", "user", "hi"), "@user") == [(1, 2)]  # Twitter-2017 splits @ from the name
     assert align_mention(TOKENS, "Berlin") == []
+
+
+MRE_LABELS = ["/per/org/member_of", "/per/per/peer", "/org/org/subsidiary", "None"]
+
+
+def mre_example():
+    from cotdistill.records import Entity, Relation, RelationAnswer
+
+    h, t = Entity(0, 2, None, "Bill Gates"), Entity(3, 4, None, "Microsoft")
+    return Example(
+        "m",
+        "mre",
+        "Bill Gates of Microsoft",
+        RelationAnswer((Relation(h, t, "None"),)),
+        tokens=("Bill", "Gates", "of", "Microsoft"),
+    )
+
+
+@pytest.mark.parametrize(
+    "raw, label",
+    [
+        ('{"relation": "/per/org/member_of"}', "/per/org/member_of"),
+        ("Gates leads the company.\nRelation: member_of", "/per/org/member_of"),
+        ("per/per/peer", "/per/per/peer"),
+        ("No relation.", "None"),
+        ('```json\n{"relation": "none"}\n```', "None"),
+    ],
+)
+def test_mre_labels(raw, label):
+    from cotdistill.parsing import parse_mre
+
+    answer, _, error = parse_mre(raw, mre_example(), MRE_LABELS, "None")
+    assert error is None and answer.relations[0].label == label
+    assert (answer.relations[0].head.start, answer.relations[0].tail.start) == (0, 3)
+
+
+def test_mre_failure_and_rationale():
+    from cotdistill.parsing import parse_mre
+
+    assert parse_mre("they are friends", mre_example(), MRE_LABELS, "None")[2].startswith("no relation label")
+    _, rationale, _ = parse_mre("Gates founded it.\nRelation: member_of", mre_example(), MRE_LABELS, "None")
+    assert rationale == "Gates founded it."
+
+
+def test_mae_values_aligned_to_characters():
+    from cotdistill.parsing import parse_mae
+    from cotdistill.records import AttributeAnswer
+
+    ex = Example("v", "mae", "爱华仕搭扣真皮单肩包", AttributeAnswer())
+    answer, _, err = parse_mae(
+        '{"values": [{"attribute": "材质", "value": "真皮"}, {"attribute": "颜色", "value": "红"}, {"attribute": "未知", "value": "x"}]}',
+        ex,
+        ["材质", "颜色"],
+    )
+    assert err is None
+    assert [(v.attribute, v.value, v.start, v.end) for v in answer.values] == [
+        ("材质", "真皮", 5, 7),
+        ("颜色", "红", None, None),
+    ]
+    answer, _, err = parse_mae("材质: 真皮\n闭合方式：搭扣", ex, ["材质", "闭合方式"])
+    assert [(v.attribute, v.start) for v in answer.values] == [("材质", 5), ("闭合方式", 3)]
+    assert parse_mae("nothing here", ex, ["材质"])[0] is None
+
+
+def test_parse_answer_dispatches():
+    from cotdistill.parsing import parse_answer
+
+    assert parse_answer("mner", '[["Paris", "LOC"]]', EX, LABELS)[0].entities[0].start == 9
+    assert (
+        parse_answer("mre", "peer", mre_example(), MRE_LABELS, "None")[0].relations[0].label
+        == "/per/per/peer"
+    )
+    with pytest.raises(ValueError, match="unknown task"):
+        parse_answer("qa", "", EX, LABELS)
