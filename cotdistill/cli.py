@@ -300,6 +300,49 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_prompts_list(args) -> int:
+    from cotdistill.prompts import PromptLibrary
+
+    lib = PromptLibrary(args.template_dir or ())
+    for name in lib.names(task=args.task):
+        t = lib.templates[name]
+        print(f"{name:<28} v{t.version:<3} {t.kind:<8} {t.description}")
+    return 0
+
+
+def cmd_prompts_show(args) -> int:
+    from cotdistill.prompts import BM25, PromptLibrary, select_demos
+    from cotdistill.tasks import TaskSpec
+
+    lib = PromptLibrary(args.template_dir or ())
+    ds = load_split(args.dataset, args.data_dir, args.split, image_dir=args.image_dir)
+    if not 0 <= args.index < len(ds.examples):
+        raise UsageError(f"--index {args.index} is outside the {len(ds.examples)} {ds.split} examples")
+    example = ds.examples[args.index]
+    demos = []
+    if args.shots:
+        pool = load_split(args.dataset, args.data_dir, "train", image_dir=args.image_dir).examples
+        demos = select_demos(
+            example,
+            pool,
+            args.shots,
+            method=args.demo_selection,
+            index=BM25([p.text for p in pool]) if args.demo_selection == "bm25" else None,
+        )
+    spec = TaskSpec.from_examples(ds.task, ds.examples)
+    messages = lib.render(args.name, example, spec, sees_images=not args.text_only, demos=demos)
+    info = lib.get(args.name)
+    print(
+        f"# {info.name} v{info.version} ({info.kind}) on {args.dataset} {ds.split}[{args.index}] id={example.id}"
+    )
+    for m in messages:
+        print(f"\n--- {m['role']} ---")
+        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+        for part in parts:
+            print(f"[image: {part['image']}]" if part["type"] == "image" else part["text"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cotdistill", description="Chain-of-thought distillation for multimodal IE."
@@ -319,6 +362,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, type=Path, help="output folder (must not hold an earlier export)"
     )
     export.set_defaults(func=cmd_data_export)
+
+    prompts = sub.add_parser("prompts", help="list the prompt templates or show one rendered on an example")
+    prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
+    plist = prompts_sub.add_parser("list", help="every template: name, version, kind, what it does")
+    plist.add_argument("--task", choices=["mner", "mre", "mae"])
+    plist.add_argument(
+        "--template-dir", action="append", type=Path, help="extra template folder (overrides by name)"
+    )
+    plist.set_defaults(func=cmd_prompts_list)
+    show = prompts_sub.add_parser("show", help="print the chat messages of one template on one example")
+    show.add_argument("name")
+    show.add_argument("--dataset", required=True, choices=list(DATASETS), metavar="NAME")
+    show.add_argument("--data-dir", required=True, type=Path)
+    show.add_argument("--image-dir", type=Path, default=None)
+    show.add_argument("--split", default="train")
+    show.add_argument("--index", type=int, default=0)
+    show.add_argument(
+        "--shots", type=int, default=0, help="few-shot demonstrations from the train split (answer templates)"
+    )
+    show.add_argument("--demo-selection", choices=["bm25", "random"], default="bm25")
+    show.add_argument(
+        "--text-only", action="store_true", help="render for a teacher that does not see images"
+    )
+    show.add_argument("--template-dir", action="append", type=Path)
+    show.set_defaults(func=cmd_prompts_show)
 
     ev = sub.add_parser("evaluate", help="score one prediction file against gold")
     ev.add_argument(
@@ -372,7 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (DataFormatError, UsageError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (
+        DataFormatError,
+        UsageError,
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        ImportError,
+    ) as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,348 @@
+"""The prompt library: named, versioned Jinja templates rendered into chat messages in one sandbox.
+
+Every template starts with a header comment ``{#- name: mner.noun | version: 1 | kind: cot | what it does -#}``
+and extends ``common/base.j2``, filling its ``system`` and ``user`` blocks. Rendering turns the blocks into
+chat messages; the image, when there is one and the teacher sees images, is the first content part of the
+user turn, so a prefix-caching server reuses the image and the post across the grains of one example. When
+the teacher is text-only or the image is missing, the templates use the dataset's caption instead.
+
+Users add template directories that override package templates by name (or by path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from cotdistill.records import AttributeAnswer, EntityAnswer, Example, RelationAnswer
+from cotdistill.tasks import TaskSpec
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+KINDS = ("cot", "augment", "answer")
+_HEADER = re.compile(
+    r"^\{#-?\s*name:\s*(?P<name>[\w.\-]+)\s*\|\s*version:\s*(?P<version>\w+)\s*\|\s*kind:\s*(?P<kind>\w+)\s*\|\s*(?P<description>.*?)\s*-?#\}",
+    re.S,
+)
+
+# The variables a template may read; the lint test fails on any other.
+VARIABLES = {
+    "text": "the post or product text",
+    "tokens": "the post's tokens (MNER, MRE)",
+    "caption": "an image caption or OCR text, or None",
+    "has_image": "whether the model will see the image",
+    "labels": "the dataset's label set (entity types, relation labels, attributes)",
+    "label_descriptions": "label -> one-line description",
+    "schema": "the task's answer JSON schema, as JSON text",
+    "task": "mner, mre or mae",
+    "knowledge": "CoT knowledge to condition on (answer templates), or None",
+    "head": "MRE: the first entity's text",
+    "tail": "MRE: the second entity's text",
+}
+
+DEFAULT_DESCRIPTIONS = {
+    "PER": "names of people, including @handles of people and fictional characters",
+    "LOC": "names of places: countries, cities, regions, landmarks, venues",
+    "ORG": "names of organisations: companies, teams, bands, parties, institutions, media",
+    "OTHER": "other named things: events, products, works, brands, hashtag topics",
+    "MISC": "other named things: events, products, works, nationalities, hashtag topics",
+    "Person": "people",
+    "Organization": "organisations",
+    "Location": "places",
+    "Country": "countries",
+    "Event": "named events",
+    "Works": "creative works",
+    "Misc": "other named things",
+}
+
+
+def describe_relation(label: str) -> str:
+    """A readable gloss of an MNRE-style label: ``/per/org/member_of`` -> ``person -> organisation: member of``."""
+    kinds = {"per": "person", "org": "organisation", "loc": "location", "misc": "other"}
+    parts = [p for p in label.split("/") if p]
+    if len(parts) == 3:
+        return f"{kinds.get(parts[0], parts[0])} -> {kinds.get(parts[1], parts[1])}: {parts[2].replace('_', ' ')}"
+    if label.strip().lower() == "none":
+        return "no relation between the two entities"
+    return label.replace("_", " ")
+
+
+class TemplateError(ValueError):
+    """A template that cannot be used: unknown name, bad header, duplicate name, render failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    name: str
+    version: str
+    kind: str
+    task: str
+    description: str
+    path: str  # relative to its root, as the Jinja loader sees it
+    root: str
+    source: str
+
+    @property
+    def digest(self) -> str:
+        """Content hash: part of every generation's cache key, so an edited template is never confused with
+        the old one."""
+        return hashlib.sha256(f"{self.name}\0{self.version}\0{self.source}".encode()).hexdigest()[:16]
+
+
+def _scan(root: Path) -> dict[str, TemplateInfo]:
+    found: dict[str, TemplateInfo] = {}
+    for path in sorted(root.rglob("*.j2")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("common/"):
+            continue
+        source = path.read_text(encoding="utf-8")
+        m = _HEADER.match(source)
+        if m is None:
+            raise TemplateError(
+                f"{path}: the first line must be {{#- name: TASK.NAME | version: N | kind: cot|augment|answer | description -#}}"
+            )
+        name, kind = m.group("name"), m.group("kind")
+        if kind not in KINDS:
+            raise TemplateError(f"{path}: kind {kind!r}; expected one of {', '.join(KINDS)}")
+        task = name.split(".", 1)[0]
+        if task not in ("mner", "mre", "mae"):
+            raise TemplateError(f"{path}: name {name!r} must start with its task (mner., mre. or mae.)")
+        if name in found:
+            raise TemplateError(
+                f"{path}: name {name!r} is already used by {root / found[name].path}; names must be unique"
+            )
+        found[name] = TemplateInfo(
+            name, m.group("version"), kind, task, m.group("description"), rel, str(root), source
+        )
+    return found
+
+
+class PromptLibrary:
+    """All templates, package ones first, each user directory overriding by name."""
+
+    def __init__(self, template_dirs: Iterable[str | Path] = ()):
+        user_dirs = [Path(d) for d in template_dirs]
+        for d in user_dirs:
+            if not d.is_dir():
+                raise TemplateError(f"template directory {d} does not exist")
+        # User directories come first in the loader, so a user file at a package path (common/base.j2) wins too.
+        loader = jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(str(d)) for d in reversed(user_dirs)]
+            + [jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES))]
+        )
+        self.env = ImmutableSandboxedEnvironment(
+            loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+        )
+        self.templates: dict[str, TemplateInfo] = _scan(PACKAGE_TEMPLATES)
+        for d in user_dirs:
+            self.templates.update(_scan(d))
+
+    def names(self, task: str | None = None, kind: str | None = None) -> list[str]:
+        return [
+            n
+            for n, t in sorted(self.templates.items())
+            if (task is None or t.task == task) and (kind is None or t.kind == kind)
+        ]
+
+    def get(self, name: str) -> TemplateInfo:
+        if name not in self.templates:
+            raise TemplateError(f"unknown template {name!r}; known: {', '.join(sorted(self.templates))}")
+        return self.templates[name]
+
+    def _template(self, info: TemplateInfo) -> jinja2.Template:
+        # The loader searches user directories first: a user file at a package path replaces it too.
+        return self.env.get_template(info.path)
+
+    def _blocks(self, info: TemplateInfo) -> dict:
+        """The template's block functions, inherited ones included (a child's block wins)."""
+        blocks: dict = {}
+        template, source = self._template(info), info.source
+        for _ in range(10):  # inheritance depth
+            for block, fn in template.blocks.items():
+                blocks.setdefault(block, fn)
+            parent = self.env.parse(source).find(jinja2.nodes.Extends)
+            if parent is None or not isinstance(parent.template, jinja2.nodes.Const):
+                break
+            name = parent.template.value
+            template = self.env.get_template(name)
+            source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+        return blocks
+
+    def render_blocks(self, name: str, variables: dict) -> dict[str, str]:
+        info = self.get(name)
+        ctx = self._template(info).new_context(variables)
+        try:
+            return {
+                block: "".join(fn(ctx)).strip()
+                for block, fn in self._blocks(info).items()
+                if block in ("system", "user")
+            }
+        except jinja2.UndefinedError as err:
+            raise TemplateError(
+                f"template {name}: {err.message}; the variables it may use are {', '.join(VARIABLES)}"
+            ) from None
+
+    def render(
+        self,
+        name: str,
+        example: Example,
+        spec: TaskSpec,
+        *,
+        knowledge: str | None = None,
+        sees_images: bool = True,
+        demos: Sequence[Example] = (),
+    ) -> list[dict]:
+        """Chat messages for one example. Demonstrations (answer templates only) come as user/assistant turns
+        before the example, each answered with its gold answer as JSON."""
+        info = self.get(name)
+        if info.task != spec.name:
+            raise TemplateError(f"template {name} is for {info.task}, the data is {spec.name}")
+        if demos and info.kind != "answer":
+            raise TemplateError(f"few-shot demonstrations need an answer template, not {name} ({info.kind})")
+        messages: list[dict] = []
+        blocks = self.render_blocks(
+            name,
+            template_variables(
+                example, spec, knowledge=knowledge, has_image=sees_images and example.image is not None
+            ),
+        )
+        if blocks.get("system"):
+            messages.append({"role": "system", "content": blocks["system"]})
+        for demo in demos:
+            demo_blocks = self.render_blocks(
+                name, template_variables(demo, spec, knowledge=None, has_image=False)
+            )
+            messages.append({"role": "user", "content": [{"type": "text", "text": demo_blocks["user"]}]})
+            messages.append(
+                {"role": "assistant", "content": json.dumps(gold_answer_json(demo), ensure_ascii=False)}
+            )
+        content: list[dict] = []
+        if sees_images and example.image is not None:
+            content.append({"type": "image", "image": example.image})
+        content.append({"type": "text", "text": blocks["user"]})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def lint(self) -> list[str]:
+        """Problems: variables outside VARIABLES, missing blocks. Empty when every template is fine."""
+        problems = []
+        for name, info in sorted(self.templates.items()):
+            try:
+                ast = self.env.parse(info.source)
+            except jinja2.TemplateSyntaxError as err:
+                problems.append(f"{name}: syntax error line {err.lineno}: {err.message}")
+                continue
+            unknown = meta.find_undeclared_variables(ast) - set(VARIABLES)
+            if unknown:
+                problems.append(f"{name}: unknown variables {sorted(unknown)}")
+            if "user" not in self._blocks(info):
+                problems.append(f"{name}: no user block")
+        return problems
+
+
+def template_variables(
+    example: Example, spec: TaskSpec, *, knowledge: str | None = None, has_image: bool = False
+) -> dict:
+    """The variables every template can read, for one example."""
+    descriptions = {**DEFAULT_DESCRIPTIONS, **spec.descriptions}
+    if spec.name == "mre":
+        descriptions = {
+            label: spec.descriptions.get(label, describe_relation(label)) for label in spec.labels
+        }
+    out = {
+        "text": example.text,
+        "tokens": list(example.tokens or ()),
+        "caption": example.meta.get("caption"),
+        "has_image": has_image,
+        "labels": list(spec.labels),
+        "label_descriptions": descriptions,
+        "schema": json.dumps(spec.answer_schema(), ensure_ascii=False),
+        "task": spec.name,
+        "knowledge": knowledge,
+        "head": None,
+        "tail": None,
+    }
+    if isinstance(example.gold, RelationAnswer) and example.gold.relations:
+        out["head"] = example.gold.relations[0].head.text
+        out["tail"] = example.gold.relations[0].tail.text
+    return out
+
+
+def gold_answer_json(example: Example) -> dict:
+    """An example's gold answer in the task's answer schema (what a demonstration's assistant turn says)."""
+    gold = example.gold
+    if isinstance(gold, EntityAnswer):
+        return {"entities": [{"text": e.text, "type": e.type} for e in gold.entities]}
+    if isinstance(gold, RelationAnswer):
+        return {"relation": gold.relations[0].label if gold.relations else "None"}
+    assert isinstance(gold, AttributeAnswer)
+    return {"values": [{"attribute": v.attribute, "value": v.value} for v in gold.values]}
+
+
+def _terms(text: str) -> list[str]:
+    return [t for t in re.findall(r"\w+", text.lower()) if len(t) > 1]
+
+
+class BM25:
+    """Okapi BM25 over a pool of examples' texts (k1 = 1.5, b = 0.75)."""
+
+    def __init__(self, texts: Sequence[str], k1: float = 1.5, b: float = 0.75):
+        self.docs = [Counter(_terms(t)) for t in texts]
+        self.lengths = [sum(d.values()) for d in self.docs]
+        self.avg = sum(self.lengths) / max(1, len(self.docs))
+        df: Counter = Counter()
+        for d in self.docs:
+            df.update(d.keys())
+        n = len(self.docs)
+        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
+        self.k1, self.b = k1, b
+
+    def scores(self, query: str) -> list[float]:
+        q = _terms(query)
+        out = []
+        for d, length in zip(self.docs, self.lengths, strict=True):
+            s = 0.0
+            for t in q:
+                f = d.get(t, 0)
+                if f:
+                    s += (
+                        self.idf[t]
+                        * f
+                        * (self.k1 + 1)
+                        / (f + self.k1 * (1 - self.b + self.b * length / self.avg))
+                    )
+            out.append(s)
+        return out
+
+
+def select_demos(
+    example: Example,
+    pool: Sequence[Example],
+    k: int,
+    method: str = "bm25",
+    seed: int = 0,
+    index: BM25 | None = None,
+) -> list[Example]:
+    """``k`` demonstrations from ``pool`` (the training split): the most similar by BM25, or at random
+    (seeded per example, so reruns pick the same ones). The example itself is never its own demo."""
+    if k <= 0:
+        return []
+    candidates = [i for i, p in enumerate(pool) if p.id != example.id]
+    if method == "random":
+        rng = random.Random(f"{seed}:{example.id}")
+        return [pool[i] for i in rng.sample(candidates, min(k, len(candidates)))]
+    if method != "bm25":
+        raise ValueError(f"demo selection {method!r}; expected bm25 or random")
+    scores = (index or BM25([p.text for p in pool])).scores(example.text)
+    best = sorted(candidates, key=lambda i: (-scores[i], i))[:k]
+    return [pool[i] for i in best]
