@@ -1,0 +1,317 @@
+"""The generation runner: examples × templates × samples through a backend, cached, resumable, accounted.
+
+Outputs are append-only JSONL shards in the run's ``teacher/`` folder. Each run writes a fresh shard (never
+appending to one a killed run may have left half-written); lines are flushed and fsynced per batch. At
+start, every valid line of every shard marks its request done, so a rerun — after kill -9 at any moment —
+skips what is finished and makes each missing request once. A half-written last line is ignored (and its
+request made again). A failed request is stored with its error and counted; ``retry_failed`` redoes only
+those, and a later success supersedes the failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from cotdistill.distill.backends import Backend, Generation, Sampling, TeacherRequest
+from cotdistill.prompts import PromptLibrary, TemplateInfo
+from cotdistill.records import Example
+from cotdistill.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+def _sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def image_digest(path: str | None) -> str:
+    """Hash of the image's bytes ('' when there is none or it cannot be read)."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return "unreadable"
+
+
+def example_digest(example: Example) -> str:
+    return _sha(
+        json.dumps(
+            {
+                "id": example.id,
+                "text": example.text,
+                "tokens": example.tokens,
+                "meta": {k: example.meta.get(k) for k in ("caption",)},
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+    )
+
+
+def cache_key(
+    example_hash: str,
+    image_hash: str,
+    template: TemplateInfo,
+    model: str,
+    sampling: Sampling,
+    sample: int,
+    extra: str = "",
+) -> str:
+    """Content hash of everything a generation depends on: never positions, so reordering data or
+    templates reuses every finished generation, and changing any input makes a new one."""
+    return _sha(
+        example_hash,
+        image_hash,
+        template.name,
+        template.version,
+        template.digest,
+        model,
+        json.dumps(sampling.to_dict(), sort_keys=True),
+        str(sample),
+        extra,
+    )
+
+
+class ShardStore:
+    """The append-only shards of one ``teacher/`` folder."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.bad_lines = 0
+
+    def shards(self) -> list[Path]:
+        return sorted(self.folder.glob("shard-*.jsonl"))
+
+    def iter_lines(self) -> Iterator[str]:
+        for shard in self.shards():
+            with open(shard, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.endswith("\n"):
+                        yield line
+                    else:
+                        self.bad_lines += 1  # cut off by a kill: its request is made again
+
+    def finished(self) -> dict[str, bool]:
+        """key -> succeeded, for every stored generation. Reads only the key and the error field of each
+        line (both written at fixed places), which keeps a resume over millions of lines fast."""
+        done: dict[str, bool] = {}
+        for line in self.iter_lines():
+            if not line.startswith('{"key": "') or not line.rstrip().endswith("}"):
+                self.bad_lines += 1
+                continue
+            key = line[9:41]
+            ok = line.rstrip().endswith('"error": null}')
+            done[key] = done.get(key, False) or ok
+        return done
+
+    def load(self) -> dict[str, Generation]:
+        """One Generation per key: the last success, else the last failure."""
+        out: dict[str, Generation] = {}
+        for line in self.iter_lines():
+            try:
+                g = Generation.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                self.bad_lines += 1
+                continue
+            prev = out.get(g.key)
+            if prev is None or g.error is None or prev.error is not None:
+                out[g.key] = g
+        return out
+
+    def open_writer(self):
+        path = self.folder / f"shard-{time.time_ns()}-{os.getpid()}.jsonl"
+        return open(path, "a", encoding="utf-8")
+
+
+def write_batch(f, generations: Sequence[Generation]) -> None:
+    f.write("".join(json.dumps(g.to_dict(), ensure_ascii=False) + "\n" for g in generations))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+@dataclass
+class RunStats:
+    requests: int = 0
+    already_done: int = 0
+    generated: int = 0
+    failures: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "already_done": self.already_done,
+            "generated": self.generated,
+            "failures": sum(self.failures.values()),
+            "failures_by_reason": dict(self.failures),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": self.seconds,
+        }
+
+
+def plan(
+    examples: Sequence[Example],
+    templates: Sequence[TemplateInfo],
+    model: str,
+    sampling: Sampling,
+    samples: int,
+) -> Iterator[tuple[str, Example, TemplateInfo, int]]:
+    """(key, example, template, sample) of every request, in a stable order, without rendering anything."""
+    for ex in examples:
+        ex_hash, img_hash = example_digest(ex), image_digest(ex.image)
+        for t in templates:
+            for s in range(samples):
+                yield (
+                    cache_key(
+                        ex_hash,
+                        img_hash,
+                        t,
+                        model,
+                        Sampling(
+                            sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + s
+                        ),
+                        s,
+                    ),
+                    ex,
+                    t,
+                    s,
+                )
+
+
+def run_generation(
+    examples: Sequence[Example],
+    template_names: Sequence[str],
+    library: PromptLibrary,
+    spec: TaskSpec,
+    backend: Backend,
+    out_dir: str | os.PathLike,
+    *,
+    samples: int = 1,
+    sampling: Sampling | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    sees_images: bool = True,
+    structured: bool = False,
+    progress: bool = True,
+) -> RunStats:
+    """Make every missing generation; return what this run did. See the module docstring for guarantees."""
+    sampling = sampling or Sampling()
+    templates = [library.get(n) for n in template_names]
+    store = ShardStore(out_dir)
+    done = store.finished()
+    if store.bad_lines:
+        logger.warning(
+            "%d cut-off or unreadable lines in %s; their requests are made again",
+            store.bad_lines,
+            store.folder,
+        )
+    stats = RunStats()
+    pending = []
+    for key, ex, t, s in plan(examples, templates, backend.model, sampling, samples):
+        stats.requests += 1
+        if key in done and (done[key] or not retry_failed):
+            stats.already_done += 1
+            continue
+        pending.append((key, ex, t, s))
+        if limit is not None and len(pending) >= limit:
+            break
+    if not pending:
+        return stats
+    backend.load()
+    start = time.perf_counter()
+    bar = tqdm(total=len(pending), desc=f"generate ({backend.name})", unit="req", disable=not progress)
+    with store.open_writer() as f:
+        for i in range(0, len(pending), batch_size):
+            chunk = pending[i : i + batch_size]
+            requests = []
+            for key, ex, t, s in chunk:
+                requests.append(
+                    TeacherRequest(
+                        key,
+                        ex.id,
+                        t.name,
+                        s,
+                        library.render(t.name, ex, spec, sees_images=sees_images),
+                        Sampling(
+                            sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + s
+                        ),
+                        spec.answer_schema() if structured and t.kind == "answer" else None,
+                    )
+                )
+            try:
+                gens = backend.generate(requests)
+            except Exception as err:  # a backend that raises for a whole batch: store each request's failure
+                logger.exception("backend failed on a batch of %d requests", len(requests))
+                gens = [
+                    Generation(
+                        r.key,
+                        r.example_id,
+                        r.template,
+                        r.sample,
+                        None,
+                        error=f"backend error: {err.__class__.__name__}: {err}",
+                        model=backend.model,
+                    )
+                    for r in requests
+                ]
+            if len(gens) != len(requests):
+                raise RuntimeError(
+                    f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
+                )
+            write_batch(f, gens)
+            for g in gens:
+                stats.generated += 1
+                stats.prompt_tokens += g.usage.prompt_tokens
+                stats.completion_tokens += g.usage.completion_tokens
+                if g.error:
+                    stats.failures[g.error.split(":")[0][:60]] += 1
+            stats.seconds = time.perf_counter() - start
+            bar.update(len(chunk))
+            bar.set_postfix(
+                failed=sum(stats.failures.values()),
+                tok_s=f"{stats.completion_tokens / max(stats.seconds, 1e-9):.0f}",
+            )
+    bar.close()
+    return stats
+
+
+def write_manifest(out_dir: str | os.PathLike, stats: RunStats, config: dict) -> Path:
+    """manifest.json: what the teacher folder holds now (all shards) and what the last run did."""
+    store = ShardStore(out_dir)
+    gens = store.load()
+    reasons = Counter(g.error.split(":")[0][:60] for g in gens.values() if g.error)
+    manifest = {
+        "generations": len(gens),
+        "succeeded": sum(g.error is None for g in gens.values()),
+        "failed": sum(reasons.values()),
+        "failures_by_reason": dict(reasons),
+        "prompt_tokens": sum(g.usage.prompt_tokens for g in gens.values()),
+        "completion_tokens": sum(g.usage.completion_tokens for g in gens.values()),
+        "cut_off_lines": store.bad_lines,
+        "last_run": stats.to_dict(),
+        "config": config,
+    }
+    path = Path(out_dir) / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,142 @@
+"""The generation runner: cache keys, resume, failures, and kill -9 at any moment."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cotdistill.distill.backends import EchoBackend, ReplayBackend, Sampling, make_backend
+from cotdistill.distill.runner import ShardStore, plan, run_generation, write_manifest
+from cotdistill.prompts import PromptLibrary
+from cotdistill.records import EntityAnswer, Example
+from cotdistill.tasks import TaskSpec
+
+
+def examples(n):
+    return [
+        Example(
+            str(i),
+            "mner",
+            f"post number {i} about Paris",
+            EntityAnswer(),
+            tokens=("post", "number", str(i), "about", "Paris"),
+        )
+        for i in range(n)
+    ]
+
+
+SPEC = TaskSpec("mner", ("LOC", "ORG", "OTHER", "PER"))
+GRAINS = ["mner.noun", "mner.sentence", "mner.answer"]
+
+
+def test_keys_depend_on_content_not_position():
+    lib = PromptLibrary()
+    ts = [lib.get(n) for n in GRAINS]
+    exs = examples(3)
+    keys = [k for k, *_ in plan(exs, ts, "m", Sampling(), 2)]
+    assert len(set(keys)) == 3 * 3 * 2
+    assert set(keys) == {k for k, *_ in plan(exs[::-1], ts[::-1], "m", Sampling(), 2)}
+    assert set(keys).isdisjoint(k for k, *_ in plan(exs, ts, "other-model", Sampling(), 2))
+    assert set(keys).isdisjoint(k for k, *_ in plan(exs, ts, "m", Sampling(temperature=0.7), 2))
+    changed = [Example("0", "mner", "another text", EntityAnswer(), tokens=("another", "text"))]
+    assert next(plan(changed, ts, "m", Sampling(), 1))[0] not in keys
+
+
+def test_resume_failures_and_retry(tmp_path):
+    lib = PromptLibrary()
+    out = tmp_path / "teacher"
+    backend = EchoBackend("echo", text="Named entities:1. Paris (city)", fail_ids={"2"})
+    s1 = run_generation(examples(5), GRAINS, lib, SPEC, backend, out, samples=2, batch_size=4, progress=False)
+    assert (s1.requests, s1.generated, sum(s1.failures.values())) == (30, 30, 6)
+    s2 = run_generation(examples(5), GRAINS, lib, SPEC, backend, out, samples=2, progress=False)
+    assert (s2.already_done, s2.generated) == (30, 0)  # nothing is paid for twice
+    fixed = EchoBackend("echo", text="ok")
+    s3 = run_generation(
+        examples(5), GRAINS, lib, SPEC, fixed, out, samples=2, retry_failed=True, progress=False
+    )
+    assert (s3.already_done, s3.generated, sum(s3.failures.values())) == (24, 6, 0)
+    gens = ShardStore(out).load()
+    assert len(gens) == 30 and all(g.error is None for g in gens.values())
+    manifest = json.loads(write_manifest(out, s3, {"backend": "echo"}).read_text())
+    assert manifest["succeeded"] == 30 and manifest["failed"] == 0
+    s4 = run_generation(examples(8), GRAINS, lib, SPEC, fixed, out, samples=2, limit=5, progress=False)
+    assert s4.generated == 5
+
+
+def test_backend_exception_is_stored_not_fatal(tmp_path):
+    class Broken(EchoBackend):
+        def generate(self, requests):
+            raise ConnectionError("server gone")
+
+    stats = run_generation(
+        examples(2), ["mner.noun"], PromptLibrary(), SPEC, Broken("x"), tmp_path, progress=False
+    )
+    assert stats.failures == {"backend error": 2}
+    assert all("server gone" in g.error for g in ShardStore(tmp_path).load().values())
+
+
+def test_replay_backend(tmp_path):
+    path = tmp_path / "k.jsonl"
+    path.write_text('{"id": "0", "text": "Named entities:1. Paris (city)"}\n', encoding="utf-8")
+    run_generation(
+        examples(2),
+        ["mner.answer"],
+        PromptLibrary(),
+        SPEC,
+        ReplayBackend("chatgpt-pgim", path=str(path)),
+        tmp_path / "t",
+        progress=False,
+    )
+    gens = sorted(ShardStore(tmp_path / "t").load().values(), key=lambda g: g.example_id)
+    assert gens[0].text.startswith("Named entities") and gens[1].error.startswith("no replayed text")
+    with pytest.raises(ValueError, match="unknown teacher backend 'vlm'; expected one of: replay, echo"):
+        make_backend("vlm", "m")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from cotdistill.distill.backends import EchoBackend
+    from cotdistill.distill.runner import run_generation
+    from cotdistill.prompts import PromptLibrary
+    from cotdistill.records import EntityAnswer, Example
+    from cotdistill.tasks import TaskSpec
+    exs = [Example(str(i), "mner", f"post {i}", EntityAnswer(), tokens=("post", str(i))) for i in range(400)]
+    run_generation(exs, ["mner.noun", "mner.answer"], PromptLibrary(), TaskSpec("mner", ("PER",)),
+                   EchoBackend("echo", text="x" * 2000, delay=0.01), sys.argv[1], batch_size=7, progress=False)
+    """
+)
+
+
+def _stored_keys(out):
+    keys = []
+    for shard in ShardStore(out).shards():
+        for line in shard.read_text(encoding="utf-8").split("\n"):
+            with contextlib.suppress(ValueError):  # a line cut off by a kill
+                keys.append(json.loads(line)["key"])
+    return keys
+
+
+def test_kill_9_at_any_moment_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "teacher"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    for target in (100, 350, 600):  # kill mid-run, at three points of progress
+        proc = subprocess.Popen([sys.executable, str(script), str(out)])
+        deadline = time.time() + 120
+        while len(_stored_keys(out)) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stored = _stored_keys(out)
+        assert target <= len(stored) < 800 and len(stored) == len(set(stored))
+    subprocess.run([sys.executable, str(script), str(out)], check=True, timeout=300)
+    keys = _stored_keys(out)
+    assert len(keys) == len(set(keys)) == 800  # every request exactly once
+    assert len(ShardStore(out).shards()) == 4
