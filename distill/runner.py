@@ -50,17 +50,22 @@ def image_digest(path: str | None) -> str:
 
 
 def example_digest(example: Example) -> str:
-    return _sha(
-        json.dumps(
-            {
-                "id": example.id,
-                "text": example.text,
-                "tokens": example.tokens,
-                "meta": {k: example.meta.get(k) for k in ("caption",)},
-            },
-            ensure_ascii=False,
-            sort_keys=True,
-        )
+    """Hash of what a prompt can read of the example: id, text, tokens, caption."""
+    tokens = "\x1f".join(example.tokens) if example.tokens is not None else ""
+    return _sha(example.id, example.text, tokens, str(example.meta.get("caption") or ""))
+
+
+def _key_suffix(template: TemplateInfo, model: str, sampling: Sampling, sample: int, extra: str = "") -> str:
+    return "\0".join(
+        [
+            template.name,
+            template.version,
+            template.digest,
+            model,
+            json.dumps(sampling.to_dict(), sort_keys=True),
+            str(sample),
+            extra,
+        ]
     )
 
 
@@ -75,17 +80,11 @@ def cache_key(
 ) -> str:
     """Content hash of everything a generation depends on: never positions, so reordering data or
     templates reuses every finished generation, and changing any input makes a new one."""
-    return _sha(
-        example_hash,
-        image_hash,
-        template.name,
-        template.version,
-        template.digest,
-        model,
-        json.dumps(sampling.to_dict(), sort_keys=True),
-        str(sample),
-        extra,
-    )
+    return _hash_key(f"{example_hash}\0{image_hash}\0", _key_suffix(template, model, sampling, sample, extra))
+
+
+def _hash_key(prefix: str, suffix: str) -> str:
+    return hashlib.sha256((prefix + suffix).encode("utf-8")).hexdigest()[:32]
 
 
 class ShardStore:
@@ -169,6 +168,11 @@ class RunStats:
         }
 
 
+def sample_sampling(sampling: Sampling, sample: int) -> Sampling:
+    """Sample k of a request draws with seed + k, so the n samples of one prompt differ and repeat."""
+    return Sampling(sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + sample)
+
+
 def plan(
     examples: Sequence[Example],
     templates: Sequence[TemplateInfo],
@@ -177,25 +181,15 @@ def plan(
     samples: int,
 ) -> Iterator[tuple[str, Example, TemplateInfo, int]]:
     """(key, example, template, sample) of every request, in a stable order, without rendering anything."""
+    suffixes = [
+        (t, s, _key_suffix(t, model, sample_sampling(sampling, s), s))
+        for t in templates
+        for s in range(samples)
+    ]
     for ex in examples:
-        ex_hash, img_hash = example_digest(ex), image_digest(ex.image)
-        for t in templates:
-            for s in range(samples):
-                yield (
-                    cache_key(
-                        ex_hash,
-                        img_hash,
-                        t,
-                        model,
-                        Sampling(
-                            sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + s
-                        ),
-                        s,
-                    ),
-                    ex,
-                    t,
-                    s,
-                )
+        prefix = f"{example_digest(ex)}\0{image_digest(ex.image)}\0"
+        for t, s, suffix in suffixes:
+            yield _hash_key(prefix, suffix), ex, t, s
 
 
 def run_generation(

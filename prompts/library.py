@@ -141,8 +141,13 @@ class PromptLibrary:
             + [jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES))]
         )
         self.env = ImmutableSandboxedEnvironment(
-            loader=loader, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+            auto_reload=False,
         )
+        self._block_cache: dict[str, dict] = {}
         self.templates: dict[str, TemplateInfo] = _scan(PACKAGE_TEMPLATES)
         for d in user_dirs:
             self.templates.update(_scan(d))
@@ -164,7 +169,11 @@ class PromptLibrary:
         return self.env.get_template(info.path)
 
     def _blocks(self, info: TemplateInfo) -> dict:
-        """The template's block functions, inherited ones included (a child's block wins)."""
+        """The template's block functions, inherited ones included (a child's block wins). Cached: the
+        chain is parsed once per template, not once per render."""
+        cached = self._block_cache.get(info.name)
+        if cached is not None:
+            return cached
         blocks: dict = {}
         template, source = self._template(info), info.source
         for _ in range(10):  # inheritance depth
@@ -176,6 +185,7 @@ class PromptLibrary:
             name = parent.template.value
             template = self.env.get_template(name)
             source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+        self._block_cache[info.name] = blocks
         return blocks
 
     def render_blocks(self, name: str, variables: dict) -> dict[str, str]:

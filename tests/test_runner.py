@@ -44,6 +44,10 @@ def test_keys_depend_on_content_not_position():
     assert set(keys) == {k for k, *_ in plan(exs[::-1], ts[::-1], "m", Sampling(), 2)}
     assert set(keys).isdisjoint(k for k, *_ in plan(exs, ts, "other-model", Sampling(), 2))
     assert set(keys).isdisjoint(k for k, *_ in plan(exs, ts, "m", Sampling(temperature=0.7), 2))
+    from cotdistill.distill.runner import cache_key, example_digest, image_digest
+
+    first = next(plan(exs, ts, "m", Sampling(), 2))
+    assert first[0] == cache_key(example_digest(exs[0]), image_digest(None), ts[0], "m", Sampling(), 0)
     changed = [Example("0", "mner", "another text", EntityAnswer(), tokens=("another", "text"))]
     assert next(plan(changed, ts, "m", Sampling(), 1))[0] not in keys
 
