@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cotdistill.records import TASKS, AttributeAnswer, EntityAnswer, Example, RelationAnswer
+from cotdistill.records import TASKS, Answer, AttributeAnswer, EntityAnswer, Example, RelationAnswer
 
 METRICS = {"mner": "mner_f1", "mre": "mre_f1", "mae": "mae_f1"}
 
@@ -95,3 +95,31 @@ class TaskSpec:
 
 def _object(key: str, schema: dict) -> dict:
     return {"type": "object", "properties": {key: schema}, "required": [key], "additionalProperties": False}
+
+
+def value_key(v) -> tuple:
+    """An attribute value as scored: attribute, value (case- and space-insensitive), span."""
+    return (v.attribute, v.value.strip().lower(), v.start, v.end)
+
+
+def answer_items(task: str, answer: Answer | None) -> set:
+    """The scored items of one answer: typed spans (MNER), non-none relations with their argument spans
+    (MRE), attribute values (MAE). Two answers agree on an item when both contain it."""
+    if answer is None:
+        return set()
+    if task == "mner":
+        return {e.key for e in answer.entities}  # type: ignore[union-attr]
+    if task == "mre":
+        return {
+            ((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label)
+            for r in answer.relations  # type: ignore[union-attr]
+            if not is_no_relation(r.label)
+        }
+    if task == "mae":
+        return {value_key(v) for v in answer.values}  # type: ignore[union-attr]
+    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+
+
+def item_label(task: str, item: tuple) -> str:
+    """The type / relation label / attribute an item is counted under."""
+    return item[0] if task == "mae" else item[-1]

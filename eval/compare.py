@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cotdistill.eval.predictions import Aligned, usage_summary
-from cotdistill.eval.scoring import answer_items, item_label, score_answers
+from cotdistill.eval.scoring import score_answers
 from cotdistill.records import Example
-from cotdistill.tasks import is_no_relation
+from cotdistill.tasks import answer_items, is_no_relation, item_label
 
 
 @dataclass(slots=True)

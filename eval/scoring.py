@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from cotdistill.records import Answer, AttributeAnswer, EntityAnswer, RelationAnswer
 from cotdistill.tags import tags_to_spans
 from cotdistill.tasks import is_no_relation
+from cotdistill.tasks import value_key as _value_key
 
 
 @dataclass(slots=True)
@@ -121,10 +122,6 @@ def re_scores(gold_labels: Sequence[str | None], pred_labels: Sequence[str | Non
     return out
 
 
-def _value_key(v) -> tuple:
-    return (v.attribute, v.value.strip().lower(), v.start, v.end)
-
-
 def mae_scores(gold: Sequence[Iterable], pred: Sequence[Iterable]) -> dict:
     """Attribute-value scores from per-example lists of AttributeValue.
 
@@ -153,29 +150,6 @@ def _relation_items(answer: RelationAnswer | None, index: int) -> list:
         for r in answer.relations
         if not is_no_relation(r.label)
     ]
-
-
-def answer_items(task: str, answer: Answer | None) -> set:
-    """The scored items of one answer: typed spans (MNER), non-none relations with their argument spans
-    (MRE), attribute values (MAE). Two answers agree on an item when both contain it."""
-    if answer is None:
-        return set()
-    if task == "mner":
-        return {e.key for e in answer.entities}  # type: ignore[union-attr]
-    if task == "mre":
-        return {
-            ((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label)
-            for r in answer.relations  # type: ignore[union-attr]
-            if not is_no_relation(r.label)
-        }
-    if task == "mae":
-        return {_value_key(v) for v in answer.values}  # type: ignore[union-attr]
-    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
-
-
-def item_label(task: str, item: tuple) -> str:
-    """The type / relation label / attribute an item is counted under."""
-    return item[0] if task == "mae" else item[-1]
 
 
 def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:

@@ -1,0 +1,196 @@
+"""From generations to CoT knowledge: parse, vote, filter, deduplicate, join, export.
+
+For each example: the answer template's samples are parsed and voted (self-consistency: the most frequent
+answer wins, its share of the samples is recorded as ``agreement``); on training data the voted answer must
+agree with gold (span F1 ≥ ``min_f1``, 1.0 by default) for the example's knowledge to be kept. The kept CoT
+grains (noun, sentence, multimodal, ... — each the first successful, non-duplicate sample of its template)
+are joined, in template order, with the answer's rationale into the example's knowledge text. Every drop is
+counted by reason; nothing is silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cotdistill.distill.backends import Generation
+from cotdistill.parsing import parse_answer
+from cotdistill.prompts import PromptLibrary
+from cotdistill.records import Example
+from cotdistill.tasks import TaskSpec, answer_items
+
+
+@dataclass(slots=True)
+class KnowledgeRecord:
+    id: str
+    kept: bool
+    reason: str | None  # why it was dropped; None when kept
+    knowledge: str
+    grains: dict[str, str]
+    answer: dict | None
+    agreement: float | None
+    answer_f1: float | None
+    samples: int
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "kept": self.kept,
+            "reason": self.reason,
+            "knowledge": self.knowledge,
+            "grains": self.grains,
+            "answer": self.answer,
+            "agreement": self.agreement,
+            "answer_f1": self.answer_f1,
+            "samples": self.samples,
+        }
+
+
+@dataclass(slots=True)
+class KnowledgeReport:
+    records: list[KnowledgeRecord]
+    counts: Counter = field(default_factory=Counter)
+
+    @property
+    def kept(self) -> dict[str, str]:
+        return {r.id: r.knowledge for r in self.records if r.kept}
+
+
+def _f1(gold: set, pred: set) -> float:
+    if not gold and not pred:
+        return 1.0
+    tp = len(gold & pred)
+    return 2 * tp / (len(gold) + len(pred)) if gold or pred else 0.0
+
+
+def build_knowledge(
+    examples: Sequence[Example],
+    generations: Sequence[Generation],
+    spec: TaskSpec,
+    library: PromptLibrary,
+    *,
+    answer_template: str | None = None,
+    use_gold: bool = True,
+    min_f1: float = 1.0,
+    min_agreement: float = 0.0,
+) -> KnowledgeReport:
+    """Turn an example set's generations into knowledge records (see the module docstring).
+
+    Args:
+        answer_template: the template whose samples give the answer (default ``<task>.answer``); with
+            replayed knowledge that mixes answer and rationale (PGIM), name its template here.
+        use_gold: filter by agreement with gold; turn off for data whose gold must not be used (test).
+    """
+    answer_template = answer_template or f"{spec.name}.answer"
+    by_example: dict[str, list[Generation]] = {}
+    for g in generations:
+        by_example.setdefault(g.example_id, []).append(g)
+    order = {name: k for k, name in enumerate(sorted(library.templates))}
+    report = KnowledgeReport([])
+    for ex in examples:
+        gens = sorted(
+            by_example.get(ex.id, []), key=lambda g: (order.get(g.template, 1 << 30), g.template, g.sample)
+        )
+        if not gens:
+            report.records.append(
+                KnowledgeRecord(ex.id, False, "no generations", "", {}, None, None, None, 0)
+            )
+            report.counts["dropped: no generations"] += 1
+            continue
+        failed = [g for g in gens if g.error is not None]
+        report.counts["generations failed"] += len(failed)
+        # Answer samples: parse and vote.
+        answers, rationale = [], None
+        for g in gens:
+            if g.template == answer_template and g.error is None:
+                parsed, why, error = parse_answer(spec.name, g.text or "", ex, spec.labels, spec.none_label)
+                if error is not None:
+                    report.counts["answer parse failures"] += 1
+                    continue
+                answers.append((frozenset(answer_items(spec.name, parsed)), parsed, why))
+        grains: dict[str, str] = {}
+        seen: set[str] = set()
+        for g in gens:
+            if g.template == answer_template or g.error is not None or not (g.text or "").strip():
+                continue
+            text = g.text.strip()  # type: ignore[union-attr]
+            if text in seen:
+                report.counts["duplicate rationales dropped"] += 1
+                continue
+            seen.add(text)
+            grains.setdefault(g.template, text)
+        voted = agreement = f1 = None
+        if answers:
+            votes = Counter(items for items, _, _ in answers)
+            winner, count = votes.most_common(1)[0]
+            agreement = count / len(answers)
+            voted = next(a for items, a, _ in answers if items == winner)
+            rationale = next((r for items, _, r in answers if items == winner and r), None)
+            if rationale and rationale not in seen:
+                grains[answer_template] = rationale
+            if use_gold:
+                f1 = _f1(set(answer_items(spec.name, ex.gold)), set(winner))
+        reason = None
+        if answer_template in {g.template for g in gens} and not answers:
+            reason = "answer unparsable"
+        elif use_gold and f1 is not None and f1 < min_f1:
+            reason = "answer disagrees with gold"
+        elif agreement is not None and agreement < min_agreement:
+            reason = "low self-consistency"
+        elif not grains:
+            reason = "no usable text"
+        knowledge = "\n".join(grains[t] for t in grains)
+        record = KnowledgeRecord(
+            ex.id,
+            reason is None,
+            reason,
+            knowledge,
+            grains,
+            voted.to_dict() if voted else None,
+            agreement,
+            f1,
+            len(gens),
+        )
+        report.records.append(record)
+        report.counts["kept" if reason is None else f"dropped: {reason}"] += 1
+    return report
+
+
+def export_knowledge(
+    report: KnowledgeReport, out_dir: str | os.PathLike, name: str = "knowledge"
+) -> dict[str, Path]:
+    """Write the records as JSONL and as a ``datasets`` Arrow dataset, plus counts.json. Refuses to overwrite."""
+    out = Path(out_dir)
+    paths = {
+        "jsonl": out / f"{name}.jsonl",
+        "arrow": out / f"{name}.arrow",
+        "counts": out / f"{name}.counts.json",
+    }
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{', '.join(existing)} already exist; knowledge is never overwritten: choose another folder or name"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r.to_dict() for r in report.records]
+    with open(paths["jsonl"], "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    import datasets
+
+    flat = [
+        {
+            **{k: v for k, v in row.items() if k not in ("grains", "answer")},
+            "grains": json.dumps(row["grains"], ensure_ascii=False),
+            "answer": json.dumps(row["answer"], ensure_ascii=False),
+        }
+        for row in rows
+    ]
+    datasets.Dataset.from_list(flat).save_to_disk(str(paths["arrow"]))
+    paths["counts"].write_text(
+        json.dumps(dict(report.counts), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return paths
