@@ -173,7 +173,157 @@ class EchoBackend(Backend):
         ]
 
 
-BACKENDS: dict[str, type[Backend]] = {"replay": ReplayBackend, "echo": EchoBackend}
+def image_data_url(path: str) -> str:
+    """An image file as a base64 ``data:`` URL (what OpenAI-compatible servers take for local images)."""
+    import base64
+    import mimetypes
+
+    mime = mimetypes.guess_type(path)[0] or "image/jpeg"
+    with open(path, "rb") as f:
+        return f"data:{mime};base64,{base64.b64encode(f.read()).decode('ascii')}"
+
+
+def openai_messages(messages: list[dict]) -> list[dict]:
+    """cotdistill chat messages -> OpenAI chat format (image parts become ``image_url`` data URLs)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part["type"] == "image":
+                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(part["image"])}})
+                else:
+                    parts.append({"type": "text", "text": part["text"]})
+            content = parts
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible chat-completions server (``vllm serve`` first of all).
+
+    Options: ``base_url`` (e.g. ``http://localhost:8000/v1``), ``api_key_env`` (the name of the environment
+    variable holding the key; the key itself is never stored in configs or logged), ``concurrency``,
+    ``max_retries``, ``timeout`` (seconds), ``backoff`` (first delay, doubled per retry, with jitter).
+    Retries cover 429, 5xx, timeouts and connection errors; other HTTP errors fail the request at once.
+    """
+
+    name = "openai"
+    RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
+
+    def load(self) -> None:
+        self.base_url = str(self.options.get("base_url") or "http://localhost:8000/v1").rstrip("/")
+        self.api_key = env_api_key(self.options.get("api_key_env"))
+        if self.options.get("api_key_env") and not self.api_key:
+            raise ValueError(
+                f"the environment variable {self.options['api_key_env']} named by api_key_env is not set"
+            )
+        self.concurrency = int(self.options.get("concurrency", 8))
+        self.max_retries = int(self.options.get("max_retries", 5))
+        self.timeout = float(self.options.get("timeout", 120))
+        self.backoff = float(self.options.get("backoff", 1.0))
+
+    def _post(self, payload: dict) -> dict:
+        import json
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(payload).encode(),
+            headers=headers,
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+
+    def _one(self, r: TeacherRequest) -> Generation:
+        import random
+        import urllib.error
+
+        try:
+            messages = openai_messages(r.messages)
+        except OSError as err:
+            return Generation(
+                r.key,
+                r.example_id,
+                r.template,
+                r.sample,
+                None,
+                error=f"unreadable image: {err.strerror}",
+                model=self.model,
+            )
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "n": 1,
+            "temperature": r.sampling.temperature,
+            "top_p": r.sampling.top_p,
+            "max_tokens": r.sampling.max_tokens,
+            "seed": r.sampling.seed,
+        }
+        if r.json_schema is not None:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": r.json_schema},
+            }
+        start = time.perf_counter()
+        last = ""
+        rng = random.Random(r.key)
+        for attempt in range(self.max_retries + 1):
+            try:
+                body = self._post(payload)
+                text = body["choices"][0]["message"]["content"]
+                usage = body.get("usage") or {}
+                return Generation(
+                    r.key,
+                    r.example_id,
+                    r.template,
+                    r.sample,
+                    text,
+                    Usage(
+                        int(usage.get("prompt_tokens", 0)),
+                        int(usage.get("completion_tokens", 0)),
+                        time.perf_counter() - start,
+                    ),
+                    None,
+                    self.model,
+                )
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}"
+                if err.code not in self.RETRY_STATUS:
+                    break
+            except (TimeoutError, urllib.error.URLError, ConnectionError) as err:
+                last = f"timeout or connection error: {getattr(err, 'reason', err)}"
+            except (KeyError, IndexError, ValueError) as err:
+                last = f"malformed response: {err}"
+                break
+            if attempt < self.max_retries:
+                time.sleep(
+                    self.backoff * (2**attempt) * (0.5 + rng.random())
+                )  # exponential backoff with jitter
+        return Generation(
+            r.key,
+            r.example_id,
+            r.template,
+            r.sample,
+            None,
+            Usage(seconds=time.perf_counter() - start),
+            f"backend error after {attempt + 1} attempts: {last}",
+            self.model,
+        )
+
+    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(self._one, requests))
+
+
+BACKENDS: dict[str, type[Backend]] = {"replay": ReplayBackend, "echo": EchoBackend, "openai": OpenAIBackend}
 
 
 def make_backend(name: str, model: str, **options) -> Backend:

@@ -30,11 +30,15 @@ def test_vote_filter_dedupe_and_join():
     lib = PromptLibrary()
     gens = [
         # example 0: 2 of 3 samples right -> voted right, agreement 2/3, kept
-        gen(0, "mner.answer", 0, RIGHT), gen(0, "mner.answer", 1, WRONG), gen(0, "mner.answer", 2, RIGHT),
-        gen(0, "mner.noun", 0, "Obama: the US president."), gen(0, "mner.sentence", 0, "Obama: the US president."),
+        gen(0, "mner.answer", 0, RIGHT),
+        gen(0, "mner.answer", 1, WRONG),
+        gen(0, "mner.answer", 2, RIGHT),
+        gen(0, "mner.noun", 0, "Obama: the US president."),
+        gen(0, "mner.sentence", 0, "Obama: the US president."),
         gen(0, "mner.multimodal", 0, None, error="unreadable image"),
         # example 1: voted wrong -> dropped
-        gen(1, "mner.answer", 0, WRONG), gen(1, "mner.noun", 0, "x"),
+        gen(1, "mner.answer", 0, WRONG),
+        gen(1, "mner.noun", 0, "x"),
         # example 2: answer unparsable
         gen(2, "mner.answer", 0, "I cannot tell."),
     ]
@@ -45,7 +49,15 @@ def test_vote_filter_dedupe_and_join():
     assert r0.knowledge == "Obama: the US president.\nBecause Obama is a president."
     assert (r1.kept, r1.reason, r1.answer_f1) == (False, "answer disagrees with gold", pytest.approx(2 / 3))
     assert (r2.reason, r3.reason) == ("answer unparsable", "no generations")
-    assert report.counts == {"kept": 1, "dropped: answer disagrees with gold": 1, "dropped: answer unparsable": 1, "dropped: no generations": 1, "generations failed": 1, "duplicate rationales dropped": 1, "answer parse failures": 1}
+    assert report.counts == {
+        "kept": 1,
+        "dropped: answer disagrees with gold": 1,
+        "dropped: answer unparsable": 1,
+        "dropped: no generations": 1,
+        "generations failed": 1,
+        "duplicate rationales dropped": 1,
+        "answer parse failures": 1,
+    }
     assert report.kept == {"0": r0.knowledge}
     # without gold (a test split) the wrong answer's knowledge is kept
     assert build_knowledge([ex(1)], gens, SPEC, lib, use_gold=False).records[0].kept
@@ -55,7 +67,16 @@ def test_vote_filter_dedupe_and_join():
 
 def test_end_to_end_from_runner_to_export(tmp_path):
     lib = PromptLibrary()
-    run_generation([ex(0), ex(1)], ["mner.noun", "mner.answer"], lib, SPEC, EchoBackend("echo", text=RIGHT), tmp_path / "teacher", samples=3, progress=False)
+    run_generation(
+        [ex(0), ex(1)],
+        ["mner.noun", "mner.answer"],
+        lib,
+        SPEC,
+        EchoBackend("echo", text=RIGHT),
+        tmp_path / "teacher",
+        samples=3,
+        progress=False,
+    )
     gens = list(ShardStore(tmp_path / "teacher").load().values())
     report = build_knowledge([ex(0), ex(1)], gens, SPEC, lib)
     assert all(r.kept and r.agreement == 1.0 for r in report.records)
