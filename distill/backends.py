@@ -323,7 +323,123 @@ class OpenAIBackend(Backend):
             return list(pool.map(self._one, requests))
 
 
-BACKENDS: dict[str, type[Backend]] = {"replay": ReplayBackend, "echo": EchoBackend, "openai": OpenAIBackend}
+class VLLMBackend(Backend):
+    """vLLM's in-process engine, the default on GPU.
+
+    Options (passed to ``vllm.LLM``): ``tensor_parallel_size``, ``max_model_len``, ``gpu_memory_utilization``,
+    ``limit_mm_per_prompt`` (default one image), ``mm_processor_kwargs`` (e.g. ``{"max_pixels": 1003520}``),
+    ``trust_remote_code`` (off unless turned on), ``dtype``. Prefix caching is on, so the image and the post,
+    placed first in every grain's prompt, are computed once per example. Images are passed for real, as PIL
+    images in the chat's content parts; structured output uses ``StructuredOutputsParams(json=schema)``.
+    """
+
+    name = "vllm"
+
+    def load(self) -> None:
+        from cotdistill.optional import require
+
+        vllm = require("vllm", "the vllm teacher backend")
+        kwargs = {
+            "model": self.model,
+            "tensor_parallel_size": int(self.options.get("tensor_parallel_size", 1)),
+            "gpu_memory_utilization": float(self.options.get("gpu_memory_utilization", 0.9)),
+            "enable_prefix_caching": True,
+            "limit_mm_per_prompt": self.options.get("limit_mm_per_prompt", {"image": 1}),
+            "trust_remote_code": bool(self.options.get("trust_remote_code", False)),
+        }
+        for key in ("max_model_len", "mm_processor_kwargs", "dtype", "seed"):
+            if self.options.get(key) is not None:
+                kwargs[key] = self.options[key]
+        self.llm = vllm.LLM(**kwargs)
+        self._vllm = vllm
+
+    def _sampling(self, r: TeacherRequest):
+        from vllm.sampling_params import StructuredOutputsParams
+
+        extra = (
+            {"structured_outputs": StructuredOutputsParams(json=r.json_schema)}
+            if r.json_schema is not None
+            else {}
+        )
+        return self._vllm.SamplingParams(
+            n=1,
+            temperature=r.sampling.temperature,
+            top_p=r.sampling.top_p,
+            max_tokens=r.sampling.max_tokens,
+            seed=r.sampling.seed,
+            **extra,
+        )
+
+    @staticmethod
+    def _messages(messages: list[dict]) -> list[dict]:
+        from PIL import Image
+
+        out = []
+        for m in messages:
+            content = m["content"]
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    if part["type"] == "image":
+                        with Image.open(part["image"]) as im:
+                            parts.append({"type": "image_pil", "image_pil": im.convert("RGB")})
+                    else:
+                        parts.append({"type": "text", "text": part["text"]})
+                content = parts
+            out.append({"role": m["role"], "content": content})
+        return out
+
+    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        convs, params, index = [], [], []
+        for i, r in enumerate(requests):
+            try:
+                convs.append(self._messages(r.messages))
+            except OSError as err:
+                results[i] = Generation(
+                    r.key,
+                    r.example_id,
+                    r.template,
+                    r.sample,
+                    None,
+                    error=f"unreadable image: {err}",
+                    model=self.model,
+                )
+                continue
+            params.append(self._sampling(r))
+            index.append(i)
+        if convs:
+            start = time.perf_counter()
+            outputs = self.llm.chat(convs, sampling_params=params, use_tqdm=False)
+            seconds = (time.perf_counter() - start) / len(convs)
+            for i, out in zip(index, outputs, strict=True):
+                r = requests[i]
+                completion = out.outputs[0]
+                usage = Usage(len(out.prompt_token_ids or ()), len(completion.token_ids or ()), seconds)
+                error = (
+                    "prompt longer than the context"
+                    if getattr(completion, "finish_reason", None) == "abort"
+                    else None
+                )
+                results[i] = Generation(
+                    r.key,
+                    r.example_id,
+                    r.template,
+                    r.sample,
+                    completion.text if error is None else None,
+                    usage,
+                    error,
+                    self.model,
+                )
+        return results  # type: ignore[return-value]
+
+
+BACKENDS: dict[str, type[Backend]] = {
+    "vllm": VLLMBackend,
+    "openai": OpenAIBackend,
+    "replay": ReplayBackend,
+    "echo": EchoBackend,
+}
 
 
 def make_backend(name: str, model: str, **options) -> Backend:
