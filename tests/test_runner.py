@@ -100,7 +100,8 @@ def test_replay_backend(tmp_path):
     gens = sorted(ShardStore(tmp_path / "t").load().values(), key=lambda g: g.example_id)
     assert gens[0].text.startswith("Named entities") and gens[1].error.startswith("no replayed text")
     with pytest.raises(
-        ValueError, match="unknown teacher backend 'vlm'; expected one of: vllm, openai, replay, echo"
+        ValueError,
+        match="unknown teacher backend 'vlm'; expected one of: vllm, transformers, openai, replay, echo",
     ):
         make_backend("vlm", "m")
 
