@@ -343,6 +343,126 @@ def cmd_prompts_show(args) -> int:
     return 0
 
 
+def _run_setup(args):
+    from cotdistill.config import load_config, write_resolved
+    from cotdistill.prompts import PromptLibrary
+    from cotdistill.tasks import TaskSpec
+
+    config = load_config(args.config, args.overrides)
+    write_resolved(config)
+    library = PromptLibrary(config.teacher.template_dirs)
+    for name in config.teacher.templates:
+        library.get(name)
+    splits = {}
+    for split in args.split or config.data.splits:
+        splits[canonical_split(split)] = load_split(
+            config.data.dataset, config.data.data_dir, split, image_dir=config.data.image_dir
+        )
+    task = next(iter(splits.values())).task
+    labels = TaskSpec.from_examples(task, [ex for ds in splits.values() for ex in ds.examples])
+    return config, library, splits, labels
+
+
+def cmd_generate(args) -> int:
+    from cotdistill.config import to_dict
+    from cotdistill.distill.backends import Sampling, make_backend
+    from cotdistill.distill.runner import ShardStore, plan, run_generation, write_manifest
+
+    config, library, splits, spec = _run_setup(args)
+    t = config.teacher
+    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
+    if args.dry_run:
+        templates = [library.get(n) for n in t.templates]
+        total = pending = chars = 0
+        for split, ds in splits.items():
+            done = ShardStore(config.path / "teacher" / split).finished()
+            for key, ex, tpl, _ in plan(ds.examples, templates, t.model, sampling, t.samples):
+                total += 1
+                if key in done and (done[key] or not args.retry_failed):
+                    continue
+                pending += 1
+                messages = library.render(tpl.name, ex, spec, sees_images=t.sees_images)
+                chars += sum(
+                    len(p["text"])
+                    for m in messages
+                    for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+                    if "text" in p
+                )
+        tokens = chars / 4  # about four characters a token for English BPE vocabularies; images not counted
+        print(f"{total:,} requests, {total - pending:,} already done, {pending:,} to make")
+        print(
+            f"prompt text: {chars:,} characters, about {tokens:,.0f} tokens (estimated at 4 characters a token; image tokens not included)"
+        )
+        print(f"completion: at most {pending * t.max_tokens:,} tokens (max_tokens {t.max_tokens})")
+        if t.price_per_million_prompt_tokens is not None:
+            cost = tokens / 1e6 * t.price_per_million_prompt_tokens + pending * t.max_tokens / 1e6 * (
+                t.price_per_million_completion_tokens or 0.0
+            )
+            print(
+                f"estimated cost: at most {cost:,.2f} (prompt + maximal completions at the configured prices)"
+            )
+        return 0
+    backend = make_backend(t.backend, t.model, **t.options)
+    for split, ds in splits.items():
+        out = config.path / "teacher" / split
+        stats = run_generation(
+            ds.examples,
+            t.templates,
+            library,
+            spec,
+            backend,
+            out,
+            samples=t.samples,
+            sampling=sampling,
+            batch_size=t.batch_size,
+            limit=args.limit,
+            retry_failed=args.retry_failed,
+            sees_images=t.sees_images,
+            structured=t.structured_output,
+        )
+        write_manifest(out, stats, to_dict(config))
+        failed = sum(stats.failures.values())
+        print(
+            f"{split}: {stats.requests:,} requests, {stats.already_done:,} already done, {stats.generated:,} made, {failed:,} failed -> {out}"
+        )
+        if failed:
+            print(
+                f"  failures by reason: {dict(stats.failures)}; rerun with --retry-failed to redo only those"
+            )
+    return 0
+
+
+def cmd_knowledge(args) -> int:
+    from cotdistill.distill.knowledge import build_knowledge, export_knowledge
+    from cotdistill.distill.runner import ShardStore
+
+    config, library, splits, spec = _run_setup(args)
+    k = config.knowledge
+    for split, ds in splits.items():
+        store = ShardStore(config.path / "teacher" / split)
+        generations = list(store.load().values())
+        if not generations:
+            raise UsageError(f"no generations in {store.folder}; run 'cotdistill generate' first")
+        report = build_knowledge(
+            ds.examples,
+            generations,
+            spec,
+            library,
+            answer_template=k.answer_template,
+            use_gold=split in k.filter_splits,
+            min_f1=k.min_f1,
+            min_agreement=k.min_agreement,
+        )
+        paths = export_knowledge(report, config.path / "knowledge", name=split)
+        print(
+            f"{split}: {report.counts.get('kept', 0):,} of {len(ds.examples):,} examples kept -> {paths['jsonl']}"
+        )
+        for reason, n in sorted(report.counts.items()):
+            if reason != "kept":
+                print(f"  {reason}: {n:,}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cotdistill", description="Chain-of-thought distillation for multimodal IE."
@@ -387,6 +507,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--template-dir", action="append", type=Path)
     show.set_defaults(func=cmd_prompts_show)
+
+    gen = sub.add_parser(
+        "generate", help="run the teacher over the data into RUN/teacher/<split>/ (resumable)"
+    )
+    gen.add_argument("config", type=Path)
+    gen.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. teacher.samples=3"
+    )
+    gen.add_argument("--split", action="append", help="only these splits (default: data.splits)")
+    gen.add_argument("--limit", type=int, default=None, help="make at most N new requests per split")
+    gen.add_argument("--retry-failed", action="store_true", help="redo only the requests that failed")
+    gen.add_argument(
+        "--dry-run", action="store_true", help="render every prompt, count tokens and estimate cost; no model"
+    )
+    gen.set_defaults(func=cmd_generate)
+    kn = sub.add_parser("knowledge", help="parse, vote, filter and export the teacher's knowledge")
+    kn.add_argument("config", type=Path)
+    kn.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    kn.add_argument("--split", action="append")
+    kn.set_defaults(func=cmd_knowledge)
 
     ev = sub.add_parser("evaluate", help="score one prediction file against gold")
     ev.add_argument(
@@ -434,7 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides (key=value) may stand anywhere on the line, before or after the flags.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -101,6 +101,12 @@ class Backend(abc.ABC):
     def load(self) -> None:  # noqa: B027 (optional hook)
         """Load weights or open connections; called once before the first batch."""
 
+    def ensure_loaded(self) -> None:
+        """``load()`` the first time only: one backend serves every split of a run."""
+        if not getattr(self, "_loaded", False):
+            self.load()
+            self._loaded = True
+
     @abc.abstractmethod
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
         """One Generation per request, in order. A failing request gets ``error`` set, not an exception."""
@@ -109,8 +115,9 @@ class Backend(abc.ABC):
 class ReplayBackend(Backend):
     """Existing teacher outputs keyed by example id: PGIM's knowledge files or a plain JSONL file.
 
-    ``model`` names the source; options: ``texts`` (a ``{example_id: text}`` mapping) or ``path`` (JSONL
-    with ``id`` and ``text`` fields, one per line).
+    ``model`` names the source; options: ``texts`` (a ``{example_id: text}`` mapping), ``pgim_dir`` (a
+    Twitter dataset folder with PGIM's ``pgim/*.txt``; ``dataset`` names it), or ``path`` (JSONL with ``id``
+    and ``text`` fields, one per line).
     """
 
     name = "replay"
@@ -119,6 +126,8 @@ class ReplayBackend(Backend):
         import json
 
         texts = self.options.get("texts")
+        if texts is None and self.options.get("pgim_dir"):
+            texts = self._pgim_texts(self.options["pgim_dir"], self.options.get("dataset", "twitter2015"))
         if texts is None:
             path = self.options.get("path")
             if not path:
@@ -135,6 +144,28 @@ class ReplayBackend(Backend):
                                 f"{path}:{lineno}: expected a JSON object with 'id' and 'text' ({err})"
                             ) from None
         self.texts: dict[str, str] = dict(texts)
+
+    @staticmethod
+    def _pgim_texts(data_dir: str, dataset: str) -> dict[str, str]:
+        """PGIM's knowledge for every split of a Twitter dataset, matched to posts by order and content."""
+        from pathlib import Path
+
+        from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+
+        texts: dict[str, str] = {}
+        for split in ("train", "valid", "test"):
+            path = Path(data_dir) / "pgim" / f"{split}.txt"
+            if not path.is_file():
+                continue
+            alignment = align_knowledge(
+                load_split(dataset, data_dir, split).examples, read_pgim_knowledge(path)
+            )
+            if alignment.missing_examples or alignment.unmatched_blocks:
+                logger.warning("PGIM %s %s: %s", dataset, split, alignment.summary())
+            texts.update(alignment.knowledge)
+        if not texts:
+            raise ValueError(f"no PGIM knowledge files (pgim/train.txt, ...) under {data_dir}")
+        return texts
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
         out = []

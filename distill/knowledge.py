@@ -4,7 +4,7 @@ For each example: the answer template's samples are parsed and voted (self-consi
 answer wins, its share of the samples is recorded as ``agreement``); on training data the voted answer must
 agree with gold (span F1 ≥ ``min_f1``, 1.0 by default) for the example's knowledge to be kept. The kept CoT
 grains (noun, sentence, multimodal, ... — each the first successful, non-duplicate sample of its template)
-are joined, in template order, with the answer's rationale into the example's knowledge text. Every drop is
+are joined, in template order, with the winning answer sample's text into the example's knowledge text. Every drop is
 counted by reason; nothing is silently lost.
 """
 
@@ -104,14 +104,14 @@ def build_knowledge(
         failed = [g for g in gens if g.error is not None]
         report.counts["generations failed"] += len(failed)
         # Answer samples: parse and vote.
-        answers, rationale = [], None
+        answers = []
         for g in gens:
             if g.template == answer_template and g.error is None:
-                parsed, why, error = parse_answer(spec.name, g.text or "", ex, spec.labels, spec.none_label)
+                parsed, _, error = parse_answer(spec.name, g.text or "", ex, spec.labels, spec.none_label)
                 if error is not None:
                     report.counts["answer parse failures"] += 1
                     continue
-                answers.append((frozenset(answer_items(spec.name, parsed)), parsed, why))
+                answers.append((frozenset(answer_items(spec.name, parsed)), parsed, g.text))
         grains: dict[str, str] = {}
         seen: set[str] = set()
         for g in gens:
@@ -129,9 +129,10 @@ def build_knowledge(
             winner, count = votes.most_common(1)[0]
             agreement = count / len(answers)
             voted = next(a for items, a, _ in answers if items == winner)
-            rationale = next((r for items, _, r in answers if items == winner and r), None)
-            if rationale and rationale not in seen:
-                grains[answer_template] = rationale
+            # The winning sample's whole text (answer and reasoning) is knowledge too, as in PGIM's recipe.
+            winning_text = next(text for items, _, text in answers if items == winner).strip()
+            if winning_text not in seen:
+                grains[answer_template] = winning_text
             if use_gold:
                 f1 = _f1(set(answer_items(spec.name, ex.gold)), set(winner))
         reason = None

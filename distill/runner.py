@@ -232,7 +232,7 @@ def run_generation(
             break
     if not pending:
         return stats
-    backend.load()
+    backend.ensure_loaded()
     start = time.perf_counter()
     bar = tqdm(total=len(pending), desc=f"generate ({backend.name})", unit="req", disable=not progress)
     with store.open_writer() as f:

@@ -1,0 +1,181 @@
+"""Run configs: one dataclass per section, each default declared once.
+
+YAML files set values, command-line overrides (``teacher.model=Qwen/Qwen2.5-VL-7B-Instruct``, one per
+argument, values read as YAML scalars) win over the YAML, and an unknown key is an error naming the nearest
+valid key. The resolved config (every default filled in) is written next to the artifacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "twitter2015"
+    data_dir: str = "../shared/datasets/twitter2015"
+    image_dir: str | None = None
+    splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
+
+
+@dataclass
+class TeacherConfig:
+    backend: str = "vllm"
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    templates: list[str] = field(
+        default_factory=lambda: ["mner.noun", "mner.sentence", "mner.multimodal", "mner.answer"]
+    )
+    template_dirs: list[str] = field(default_factory=list)
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int = 0
+    batch_size: int = 64
+    structured_output: bool = False
+    sees_images: bool = True
+    price_per_million_prompt_tokens: float | None = None
+    price_per_million_completion_tokens: float | None = None
+    options: dict = field(
+        default_factory=dict
+    )  # passed to the backend (tensor_parallel_size, base_url, path, ...)
+
+
+@dataclass
+class KnowledgeConfig:
+    answer_template: str | None = None
+    min_f1: float = 1.0
+    min_agreement: float = 0.0
+    filter_splits: list[str] = field(default_factory=lambda: ["train"])  # gold is never used on other splits
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    run_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir) / self.name
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key {where + key!r}{_nearest(key, list(fields))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, where + key)
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key} must not be empty")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key) if len(inner) == 1 else value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[]") if args else v for v in value]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (hint is int and not isinstance(value, int))
+        ):
+            raise ConfigError(f"{key} must be {'an integer' if hint is int else 'a number'}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        return str(value)
+    return value
+
+
+def _set_path(tree: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply ``key.sub=value`` overrides, validate, and fill every default."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}" if mark else str(p)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return _build(RunConfig, tree, "")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def write_resolved(config: RunConfig) -> Path:
+    """Write ``config.yaml`` (resolved) into the run directory first thing. An earlier, different config is
+    kept beside it as ``config.previous-N.yaml``, never overwritten."""
+    folder = config.path
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "config.yaml"
+    text = yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
+    if target.exists() and target.read_text(encoding="utf-8") != text:
+        n = 1
+        while (folder / f"config.previous-{n}.yaml").exists():
+            n += 1
+        target.rename(folder / f"config.previous-{n}.yaml")
+    target.write_text(text, encoding="utf-8")
+    return target

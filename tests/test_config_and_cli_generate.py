@@ -1,0 +1,73 @@
+"""Configs (YAML + overrides, nearest-key errors) and the generate / knowledge commands on real PGIM data."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, need
+
+from cotdistill.cli import main
+from cotdistill.config import ConfigError, load_config, write_resolved
+
+
+def test_yaml_overrides_and_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\nteacher:\n  samples: 2\n  options: {base_url: 'http://localhost:8000/v1'}\n")
+    c = load_config(cfg, ["teacher.samples=5", "data.splits=[test]", "teacher.temperature=0.7"])
+    assert (c.name, c.teacher.samples, c.data.splits, c.teacher.temperature) == ("x", 5, ["test"], 0.7)
+    assert c.teacher.max_tokens == 512 and c.teacher.options["base_url"].startswith("http")
+    with pytest.raises(ConfigError, match=r"unknown key 'teacher\.tempreature'; did you mean 'temperature'"):
+        load_config(cfg, ["teacher.tempreature=1"])
+    with pytest.raises(ConfigError, match="unknown key 'techer'; did you mean 'teacher'"):
+        load_config(None, ["techer.model=x"])
+    with pytest.raises(ConfigError, match=r"teacher\.samples must be an integer"):
+        load_config(cfg, ["teacher.samples=two"])
+    cfg.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(cfg)
+
+
+def test_resolved_config_written_and_previous_kept(tmp_path):
+    c = load_config(None, [f"run_dir={tmp_path}", "name=r"])
+    path = write_resolved(c)
+    assert "max_tokens: 512" in path.read_text()
+    write_resolved(load_config(None, [f"run_dir={tmp_path}", "name=r", "teacher.samples=4"]))
+    assert (tmp_path / "r" / "config.previous-1.yaml").is_file() and "samples: 4" in path.read_text()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    load_config(path)
+
+
+def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, capsys):
+    root = need(datasets_dir, "twitter2015")
+    cfg = REPO / "configs" / "twitter2015-pgim-replay.yaml"
+    common = [
+        f"run_dir={tmp_path}",
+        f"data.data_dir={root}",
+        f"teacher.options.pgim_dir={root}",
+        "--split",
+        "valid",
+    ]
+    assert main(["generate", str(cfg), *common, "--dry-run"]) == 0
+    assert "1,000 requests, 0 already done, 1,000 to make" in capsys.readouterr().out
+    assert main(["generate", str(cfg), *common]) == 0
+    out = capsys.readouterr().out
+    assert "valid: 1,000 requests, 0 already done, 1,000 made, 1 failed" in out and "--retry-failed" in out
+    assert main(["generate", str(cfg), *common]) == 0
+    assert "1,000 already done, 0 made" in capsys.readouterr().out  # nothing is paid for twice
+    manifest = json.loads(
+        Path(tmp_path / "twitter2015-pgim" / "teacher" / "valid" / "manifest.json").read_text()
+    )
+    assert manifest["generations"] == 1000 and manifest["failed"] == 1
+    # filtering against gold on valid: most of ChatGPT's answers disagree with gold
+    assert main(["knowledge", str(cfg), *common, "knowledge.filter_splits=[valid]"]) == 0
+    out = capsys.readouterr().out
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "twitter2015-pgim" / "knowledge" / "valid.jsonl").read_text().splitlines()
+    ]
+    kept = sum(r["kept"] for r in rows)
+    assert len(rows) == 1000 and 0 < kept < 500 and f"valid: {kept:,} of 1,000 examples kept" in out
+    assert all(r["knowledge"].startswith("Named entit") or not r["kept"] for r in rows)  # the whole ChatGPT text
