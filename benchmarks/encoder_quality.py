@@ -86,6 +86,7 @@ def run_one(spec: dict) -> dict:
                             p.source = f"student:minilm-{spec['condition']}"
                             f.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
     dev_curve = [round(h["eval_f1"], 4) for h in history if "eval_f1" in h]
+    parameters = sum(p.numel() for p in model.parameters())
     return {
         **spec,
         "eval_view": cfg.eval_view,
@@ -94,6 +95,7 @@ def run_one(spec: dict) -> dict:
         "dev_f1_per_epoch": dev_curve,
         "train_seconds": train_seconds,
         "knowledge_coverage": coverage,
+        "parameters": parameters,
     }
 
 

@@ -70,4 +70,6 @@ def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, c
     ]
     kept = sum(r["kept"] for r in rows)
     assert len(rows) == 1000 and 0 < kept < 500 and f"valid: {kept:,} of 1,000 examples kept" in out
-    assert all(r["knowledge"].startswith("Named entit") or not r["kept"] for r in rows)  # the whole ChatGPT text
+    assert all(
+        r["knowledge"].startswith("Named entit") or not r["kept"] for r in rows
+    )  # the whole ChatGPT text
