@@ -16,6 +16,8 @@ CHECK = textwrap.dedent(
     import cotdistill, cotdistill.eval, cotdistill.prompts, cotdistill.distill, cotdistill.student, cotdistill.readers
     from cotdistill.eval import metric_path
     assert os.path.isfile(metric_path("mner_f1")), metric_path("mner_f1")
+    from cotdistill.prompts import PromptLibrary
+    assert len(PromptLibrary().names()) == 21 and PromptLibrary().lint() == []
     print(os.path.dirname(cotdistill.eval.__file__))
     """
 )
@@ -61,15 +63,17 @@ def test_wheel_contents_and_regular_install(tmp_path):
         "cotdistill/prompts/__init__.py",
         "cotdistill/distill/__init__.py",
         "cotdistill/student/__init__.py",
+        "cotdistill/prompts/templates/mner/answer.j2",
+        "cotdistill/prompts/templates/common/base.j2",
     ]:
         assert expected in names
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(target)
-    # -S: no site-packages, so only the installed copy can be imported
+    # PYTHONPATH comes before an editable install's finder; the check below proves which copy was imported
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", CHECK], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHECK], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
     )
     assert out.stdout.strip() == str(target / "cotdistill" / "eval")
 
