@@ -463,6 +463,113 @@ def cmd_knowledge(args) -> int:
     return 0
 
 
+def _student_knowledge(config, splits) -> dict[str, str]:
+    """The teacher text each example is conditioned on, per ``student.knowledge``."""
+    mode = config.student.knowledge
+    if mode not in ("all", "kept", "none"):
+        raise UsageError(f"student.knowledge={mode!r}; expected all, kept or none")
+    texts: dict[str, str] = {}
+    if mode == "none":
+        return texts
+    for split in splits:
+        path = config.path / "knowledge" / f"{split}.jsonl"
+        if not path.is_file():
+            raise UsageError(
+                f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
+            )
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                if row["knowledge"] and (mode == "all" or row["kept"]):
+                    texts[row["id"]] = row["knowledge"]
+    return texts
+
+
+def _encoder_config(config, labels):
+    from cotdistill.student.encoder import EncoderConfig
+
+    s = config.student
+    if s.kind != "encoder":
+        raise UsageError(f"student.kind={s.kind!r}: only the encoder student is available in this version")
+    return EncoderConfig(
+        model=s.model,
+        labels=list(labels),
+        use_knowledge=s.knowledge != "none",
+        use_caption=s.use_caption,
+        max_length=s.max_length,
+        crf=s.crf,
+        conditional_distillation=s.conditional_distillation,
+        prompt_length=s.prompt_length,
+        kd_temperature=s.kd_temperature,
+        kd_weight=s.kd_weight,
+        lora_r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        lora_target_modules=s.lora_target_modules,
+        trust_remote_code=s.trust_remote_code,
+    )
+
+
+def cmd_train(args) -> int:
+    from cotdistill.config import load_config, write_resolved
+    from cotdistill.student.train import EncoderTrainingConfig, train_encoder
+
+    config = load_config(args.config, args.overrides)
+    write_resolved(config)
+    d = config.data
+    train = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir)
+    valid = load_split(d.dataset, d.data_dir, "valid", image_dir=d.image_dir)
+    if train.task != "mner":
+        raise UsageError(
+            f"{d.dataset} is a {train.task} dataset; the encoder student handles MNER in this version"
+        )
+    knowledge = _student_knowledge(config, ["train", "valid"])
+    labels = sorted({e.type for ex in train.examples for e in ex.gold.entities if e.type})
+    s = config.student
+    out = config.path / "student"
+    training = EncoderTrainingConfig(
+        output_dir=str(out),
+        epochs=s.epochs,
+        learning_rate=s.learning_rate,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        bf16=s.bf16,
+        resume_from_checkpoint=args.resume or None,
+    )
+    _, _, history = train_encoder(
+        _encoder_config(config, labels), training, train.examples, valid.examples, knowledge
+    )
+    best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
+    print(
+        f"student saved to {out / 'best'} (best dev F1 {100 * best:.2f})"
+        if best is not None
+        else f"student saved to {out / 'best'}"
+    )
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.student.encoder import decode_predictions, load_encoder_student
+
+    config = load_config(args.config, args.overrides)
+    d = config.data
+    ds = load_split(d.dataset, d.data_dir, args.split, image_dir=d.image_dir)
+    model, featurizer = load_encoder_student(config.path / "student" / "best")
+    knowledge = _student_knowledge(config, [ds.split]) if model.config.eval_view == "knowledge" else {}
+    preds = decode_predictions(
+        model, featurizer, ds.examples, knowledge, source=f"student:{Path(config.student.model).name}"
+    )
+    out = config.path / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"student-{ds.split}.jsonl"
+    if path.exists() and not args.overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
+    print(f"{len(preds):,} predictions ({model.config.eval_view} view) -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cotdistill", description="Chain-of-thought distillation for multimodal IE."
@@ -527,6 +634,22 @@ def build_parser() -> argparse.ArgumentParser:
     kn.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     kn.add_argument("--split", action="append")
     kn.set_defaults(func=cmd_knowledge)
+
+    tr = sub.add_parser(
+        "train", help="train the student on RUN's knowledge; best dev-F1 model in RUN/student/best"
+    )
+    tr.add_argument("config", type=Path)
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    tr.add_argument("--resume", default=None, help="a checkpoint folder under RUN/student to continue from")
+    tr.set_defaults(func=cmd_train)
+    pr = sub.add_parser(
+        "predict", help="student predictions for a split into RUN/predictions/student-<split>.jsonl"
+    )
+    pr.add_argument("config", type=Path)
+    pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    pr.add_argument("--split", default="test")
+    pr.add_argument("--overwrite", action="store_true")
+    pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="score one prediction file against gold")
     ev.add_argument(

@@ -61,12 +61,36 @@ class KnowledgeConfig:
 
 
 @dataclass
+class StudentConfig:
+    kind: str = "encoder"
+    model: str = "FacebookAI/xlm-roberta-large"
+    knowledge: str = "all"  # all: every example's teacher text; kept: only what passed the filter; none
+    use_caption: bool = False
+    max_length: int = 256
+    crf: bool = False
+    conditional_distillation: bool = False
+    prompt_length: int = 4
+    kd_temperature: float = 2.0
+    kd_weight: float = 1.0
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    epochs: float = 4.0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    seed: int = 42
+    bf16: bool = False
+    trust_remote_code: bool = False
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     run_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
 
     @property
     def path(self) -> Path:
