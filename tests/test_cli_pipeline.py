@@ -61,6 +61,7 @@ def test_pipeline_commands(tmp_path, capsys):
         "student.batch_size=4",
         "student.learning_rate=0.001",
         "student.max_length=64",
+        "student.bf16=false",
     ]
     assert main(["generate", CONFIG, *common]) == 0
     assert main(["knowledge", CONFIG, *common]) == 0
