@@ -101,6 +101,16 @@ class Backend(abc.ABC):
     def load(self) -> None:  # noqa: B027 (optional hook)
         """Load weights or open connections; called once before the first batch."""
 
+    def failed(self, r: TeacherRequest, error: str, usage: Usage | None = None) -> Generation:
+        """The stored result of a request that could not be made."""
+        return Generation(
+            r.key, r.example_id, r.template, r.sample, None, usage or Usage(), error, self.model
+        )
+
+    def made(self, r: TeacherRequest, text: str, usage: Usage) -> Generation:
+        """The stored result of a request that succeeded."""
+        return Generation(r.key, r.example_id, r.template, r.sample, text, usage, None, self.model)
+
     def ensure_loaded(self) -> None:
         """``load()`` the first time only: one backend serves every split of a run."""
         if not getattr(self, "_loaded", False):
@@ -278,15 +288,7 @@ class OpenAIBackend(Backend):
         try:
             messages = openai_messages(r.messages)
         except OSError as err:
-            return Generation(
-                r.key,
-                r.example_id,
-                r.template,
-                r.sample,
-                None,
-                error=f"unreadable image: {err.strerror}",
-                model=self.model,
-            )
+            return self.failed(r, f"unreadable image: {err.strerror}")
         payload = {
             "model": self.model,
             "messages": messages,
@@ -336,15 +338,10 @@ class OpenAIBackend(Backend):
                 time.sleep(
                     self.backoff * (2**attempt) * (0.5 + rng.random())
                 )  # exponential backoff with jitter
-        return Generation(
-            r.key,
-            r.example_id,
-            r.template,
-            r.sample,
-            None,
-            Usage(seconds=time.perf_counter() - start),
+        return self.failed(
+            r,
             f"backend error after {attempt + 1} attempts: {last}",
-            self.model,
+            Usage(seconds=time.perf_counter() - start),
         )
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
@@ -427,15 +424,7 @@ class VLLMBackend(Backend):
             try:
                 convs.append(self._messages(r.messages))
             except OSError as err:
-                results[i] = Generation(
-                    r.key,
-                    r.example_id,
-                    r.template,
-                    r.sample,
-                    None,
-                    error=f"unreadable image: {err}",
-                    model=self.model,
-                )
+                results[i] = self.failed(r, f"unreadable image: {err}")
                 continue
             params.append(self._sampling(r))
             index.append(i)
@@ -545,26 +534,13 @@ class TransformersBackend(Backend):
             try:
                 text, images = self._prepare(r)
             except OSError as err:
-                results[i] = Generation(
-                    r.key,
-                    r.example_id,
-                    r.template,
-                    r.sample,
-                    None,
-                    error=f"unreadable image: {err}",
-                    model=self.model,
-                )
+                results[i] = self.failed(r, f"unreadable image: {err}")
                 continue
             n_prompt = len(self.tokenizer(text)["input_ids"])
             if self.context and n_prompt + r.sampling.max_tokens > self.context:
-                results[i] = Generation(
-                    r.key,
-                    r.example_id,
-                    r.template,
-                    r.sample,
-                    None,
-                    error=f"prompt longer than the context: {n_prompt} prompt tokens + {r.sampling.max_tokens} new > {self.context}",
-                    model=self.model,
+                results[i] = self.failed(
+                    r,
+                    f"prompt longer than the context: {n_prompt} prompt tokens + {r.sampling.max_tokens} new > {self.context}",
                 )
                 continue
             ready.append((n_prompt, i, text, images))
