@@ -485,7 +485,7 @@ def _student_knowledge(config, splits) -> dict[str, str]:
     return texts
 
 
-def _encoder_config(config, labels):
+def _encoder_config(config, labels, task: str = "mner"):
     from cotdistill.student.encoder import EncoderConfig
 
     s = config.student

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Usage
+from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Relation, RelationAnswer, Usage
 from cotdistill.tags import tags_to_spans
+from cotdistill.tasks import is_no_relation
 
 logger = logging.getLogger(__name__)
 
 VIEWS = ("plain", "knowledge")
+MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 
 
 class StudentConfigError(ValueError):
@@ -38,7 +40,11 @@ class EncoderConfig:
     """What an encoder student is and reads. Training-loop settings live in ``EncoderTrainingConfig``."""
 
     model: str
-    labels: list[str] = field(default_factory=list)  # entity types; filled from the training data
+    labels: list[str] = field(
+        default_factory=list
+    )  # entity types (MNER) or relation labels (MRE), from the data
+    task: str = "mner"  # mner: a BIO tagger; mre: a pair classifier over entity markers
+    vocab_size: int | None = None  # set when markers were added to the tokenizer, so a saved student reloads
     use_knowledge: bool = True
     use_caption: bool = False
     max_length: int = 256
@@ -55,6 +61,12 @@ class EncoderConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
+        if self.task not in ("mner", "mre"):
+            raise StudentConfigError(
+                f"task={self.task!r}: the encoder student handles mner (tagging) and mre (pair classification)"
+            )
+        if self.task == "mre" and self.crf:
+            raise StudentConfigError("a CRF tags sequences; set crf=False for the mre pair classifier")
         if self.conditional_distillation and not self.use_knowledge:
             raise StudentConfigError(
                 "conditional_distillation matches a view with knowledge: set use_knowledge=True"
@@ -66,6 +78,9 @@ class EncoderConfig:
 
     @property
     def bio_labels(self) -> list[str]:
+        """The output classes: BIO tags over the entity types (MNER), or the relation labels (MRE)."""
+        if self.task == "mre":
+            return list(self.labels)
         return ["O"] + [f"{p}-{t}" for t in self.labels for p in ("B", "I")]
 
     @property
@@ -145,6 +160,11 @@ class EncoderTagger(nn.Module):
             )  # fp32 master weights; bf16 comes from the Trainer
         )
         hidden = self.encoder.config.hidden_size
+        if (
+            config.vocab_size is not None
+            and config.vocab_size != self.encoder.get_input_embeddings().weight.shape[0]
+        ):
+            self.encoder.resize_token_embeddings(config.vocab_size)  # the entity-marker tokens
         if config.lora_r > 0:
             from peft import LoraConfig, get_peft_model
 
@@ -280,6 +300,12 @@ class EncoderFeaturizer:
         self.tokenizer = tokenizer
         self.label2id = {label: i for i, label in enumerate(config.bio_labels)}
         self._has_pieces: dict[str, bool] = {}
+        if config.task == "mre":
+            # The pair classifier reads the relation at the head's opening marker; the markers are new tokens.
+            missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
+            if missing:
+                tokenizer.add_special_tokens({"additional_special_tokens": missing})
+            config.vocab_size = len(tokenizer)
 
     def _words(self, tokens: Sequence[str]) -> list[str]:
         # A word the tokenizer maps to nothing (a lone U+00A0, say) would silently lose its label: stand in [UNK].
@@ -301,10 +327,38 @@ class EncoderFeaturizer:
             parts.append(knowledge)
         return " ".join(parts) or None
 
+    def _marked(self, example: Example) -> tuple[list[str], int, int]:
+        """Words with entity markers around head and tail, the index of the head's opening marker, and the
+        gold label id."""
+        rel = example.gold.relations[0]  # type: ignore[union-attr]
+        inserts = sorted(
+            [
+                (rel.head.start, 1, MARKERS[0]),
+                (rel.head.end, 0, MARKERS[1]),
+                (rel.tail.start, 1, MARKERS[2]),
+                (rel.tail.end, 0, MARKERS[3]),
+            ],
+            key=lambda x: (x[0], x[1]),
+        )
+        words = list(self._words(example.tokens))  # type: ignore[arg-type]
+        for pos, _, marker in reversed(inserts):
+            words.insert(pos, marker)
+        label = self.label2id.get(rel.label)
+        if label is None:
+            label = next(
+                (i for lab, i in self.label2id.items() if is_no_relation(lab) and is_no_relation(rel.label)),
+                0,
+            )
+        return words, words.index(MARKERS[0]), label
+
     def encode(self, example: Example, knowledge: str | None, view: str) -> dict:
         if example.tokens is None:
             raise StudentConfigError(f"example {example.id} has no tokens; the tagger needs tokenised posts")
-        words = self._words(example.tokens)
+        if self.config.task == "mre":
+            words, anchor, label = self._marked(example)
+            tags = None
+        else:
+            words = self._words(example.tokens)
         context = self.context(example, knowledge, view)
         limit = self.config.max_length - (
             self.config.prompt_length if view == "plain" and self.config.conditional_distillation else 0
@@ -317,12 +371,16 @@ class EncoderFeaturizer:
         enc = self.tokenizer(words, context.split() if context else None, **kwargs)
         word_ids = enc.word_ids()
         seq_ids = enc.sequence_ids()
-        tags = example.meta.get("tags") or bio_tags(example)
+        if self.config.task == "mner":
+            tags = example.meta.get("tags") or bio_tags(example)
         labels, seen = [], set()
         for wid, sid in zip(word_ids, seq_ids, strict=True):
             if sid == 0 and wid is not None and wid not in seen:
                 seen.add(wid)
-                labels.append(self.label2id.get(tags[wid], 0))
+                if tags is not None:
+                    labels.append(self.label2id.get(tags[wid], 0))
+                else:
+                    labels.append(label if wid == anchor else -100)
             else:
                 labels.append(-100)
         if len(seen) < len(words):
@@ -420,6 +478,12 @@ def decode_predictions(
         ids = model.predict_label_ids(batch, prompt=view == "plain" and model.prompt is not None)
         seconds = (time.perf_counter() - t0) / len(chunk)
         for ex, row in zip(chunk, ids, strict=True):
+            if featurizer.config.task == "mre":
+                rel = ex.gold.relations[0]  # type: ignore[union-attr]
+                label = id2label[row[0]]
+                answer = RelationAnswer((Relation(rel.head, rel.tail, label),))
+                preds.append(Prediction(ex.id, source, answer, raw=label, usage=Usage(seconds=seconds)))
+                continue
             tags = [id2label[i] for i in row][: len(ex.tokens)]
             tags += ["O"] * (len(ex.tokens) - len(tags))
             ents = tuple(Entity(s, e, t, " ".join(ex.tokens[s:e])) for s, e, t in tags_to_spans(tags))

@@ -78,7 +78,9 @@ class EncoderTrainer(Trainer):
             self.dev_knowledge,
             batch_size=self.args.per_device_eval_batch_size,
         )
-        scores = score_answers("mner", [ex.gold for ex in self.dev_examples], [p.answer for p in preds])
+        scores = score_answers(
+            self.featurizer.config.task, [ex.gold for ex in self.dev_examples], [p.answer for p in preds]
+        )
         metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("precision", "recall", "f1")}
         metrics["epoch"] = self.state.epoch
         self.log(metrics)
@@ -102,7 +104,10 @@ def train_encoder(
     directly (tests build tiny ones); otherwise both load from ``config.model``.
     """
     if not config.labels:
-        config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
+        if config.task == "mre":
+            config.labels = sorted({r.label for ex in train_examples for r in ex.gold.relations})  # type: ignore[union-attr]
+        else:
+            config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
     set_seed(training.seed)
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(
         config.model, trust_remote_code=config.trust_remote_code

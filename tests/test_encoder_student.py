@@ -209,3 +209,58 @@ def test_resume_continues_step_count(tiny, tmp_path):
     )
     epochs = [h["epoch"] for h in history if "eval_f1" in h]
     assert epochs[-1] == 3.0 and (tmp_path / "run" / "checkpoint-6").is_dir()
+
+
+def mre_examples():
+    from cotdistill.records import Relation, RelationAnswer
+
+    rows = [
+        ("Barack Obama visits Paris", (0, 2), (3, 4), "/per/loc/place_of_residence"),
+        ("Apple opens offices in London", (0, 1), (4, 5), "/org/loc/locate_at"),
+        ("Michelle Obama and Barack Obama", (0, 2), (3, 5), "/per/per/couple"),
+        ("the fox jumps near Berlin", (1, 2), (4, 5), "None"),
+        ("Google and Apple", (0, 1), (2, 3), "None"),
+        ("New York Mets play at Citi Field", (0, 3), (5, 7), "/org/loc/locate_at"),
+    ]
+    out = []
+    for i, (text, h, t, label) in enumerate(rows):
+        toks = tuple(text.split())
+        rel = Relation(
+            Entity(*h, None, " ".join(toks[h[0] : h[1]])),
+            Entity(*t, None, " ".join(toks[t[0] : t[1]])),
+            label,
+        )
+        out.append(Example(f"r{i}", "mre", text, RelationAnswer((rel,)), tokens=toks))
+    return out
+
+
+def test_mre_pair_classifier_overfits_and_reloads(tmp_path):
+    from cotdistill.student.encoder import MARKERS, load_encoder_student
+
+    tok = tiny_wordpiece_tokenizer(tmp_path / "m")
+    tiny_bert(tmp_path / "m", vocab_size=len(tok))
+    exs = mre_examples()
+    cfg = EncoderConfig(model=str(tmp_path / "m"), task="mre", use_knowledge=True, max_length=64, dropout=0.0)
+    training = EncoderTrainingConfig(
+        output_dir=str(tmp_path / "run"),
+        epochs=40,
+        learning_rate=5e-3,
+        batch_size=6,
+        seed=0,
+        warmup_ratio=0.0,
+        logging_steps=5,
+    )
+    knowledge = {
+        ex.id: f"{ex.gold.relations[0].head.text} and {ex.gold.relations[0].tail.text}" for ex in exs
+    }
+    model, feat, history = train_encoder(cfg, training, exs, exs, knowledge, tokenizer=tok)
+    f = feat.encode(exs[0], knowledge["r0"], "knowledge")
+    assert sum(lab != -100 for lab in f["labels"]) == 1  # one labelled position: the head's opening marker
+    assert all(tok.convert_tokens_to_ids(m) != tok.unk_token_id for m in MARKERS)
+    assert max(h["eval_f1"] for h in history if "eval_f1" in h) == 1.0
+    preds = decode_predictions(model, feat, exs, knowledge)
+    assert [p.answer.relations[0].label for p in preds] == [ex.gold.relations[0].label for ex in exs]
+    again, feat2 = load_encoder_student(tmp_path / "run" / "best")
+    assert [p.answer for p in decode_predictions(again, feat2, exs, knowledge)] == [p.answer for p in preds]
+    with pytest.raises(StudentConfigError, match="set crf=False"):
+        EncoderConfig(model="x", task="mre", crf=True)
