@@ -536,7 +536,7 @@ def cmd_train(args) -> int:
         resume_from_checkpoint=args.resume or None,
     )
     _, _, history = train_encoder(
-        _encoder_config(config, labels), training, train.examples, valid.examples, knowledge
+        _encoder_config(config, labels, train.task), training, train.examples, valid.examples, knowledge
     )
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     print(
