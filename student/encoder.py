@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Relation, RelationAnswer, Usage
+from cotdistill.records import (
+    AttributeAnswer,
+    AttributeValue,
+    Entity,
+    EntityAnswer,
+    Example,
+    Prediction,
+    Relation,
+    RelationAnswer,
+    Usage,
+)
 from cotdistill.tags import tags_to_spans
 from cotdistill.tasks import is_no_relation
 
@@ -61,9 +72,9 @@ class EncoderConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in ("mner", "mre"):
+        if self.task not in ("mner", "mre", "mae"):
             raise StudentConfigError(
-                f"task={self.task!r}: the encoder student handles mner (tagging) and mre (pair classification)"
+                f"task={self.task!r}: the encoder student handles mner and mae (tagging) and mre (pair classification)"
             )
         if self.task == "mre" and self.crf:
             raise StudentConfigError("a CRF tags sequences; set crf=False for the mre pair classifier")
@@ -352,13 +363,11 @@ class EncoderFeaturizer:
         return words, words.index(MARKERS[0]), label
 
     def encode(self, example: Example, knowledge: str | None, view: str) -> dict:
-        if example.tokens is None:
-            raise StudentConfigError(f"example {example.id} has no tokens; the tagger needs tokenised posts")
         if self.config.task == "mre":
             words, anchor, label = self._marked(example)
             tags = None
         else:
-            words = self._words(example.tokens)
+            words = self._words(task_tokens(example)[0])
         context = self.context(example, knowledge, view)
         limit = self.config.max_length - (
             self.config.prompt_length if view == "plain" and self.config.conditional_distillation else 0
@@ -371,8 +380,8 @@ class EncoderFeaturizer:
         enc = self.tokenizer(words, context.split() if context else None, **kwargs)
         word_ids = enc.word_ids()
         seq_ids = enc.sequence_ids()
-        if self.config.task == "mner":
-            tags = example.meta.get("tags") or bio_tags(example)
+        if self.config.task != "mre":
+            tags = (example.meta.get("tags") if example.task == "mner" else None) or bio_tags(example)
         labels, seen = [], set()
         for wid, sid in zip(word_ids, seq_ids, strict=True):
             if sid == 0 and wid is not None and wid not in seen:
@@ -403,13 +412,35 @@ class EncoderFeaturizer:
         return self.encode(example, knowledge, cfg.eval_view)
 
 
+def task_tokens(example: Example) -> tuple[tuple[str, ...], list[tuple[int, int]] | None]:
+    """The units a tagger labels, and their character offsets for MAE. MAE texts are tagged per character
+    when they have no spaces (Chinese product texts), else per word or punctuation mark."""
+    if example.task != "mae":
+        if example.tokens is None:
+            raise StudentConfigError(f"example {example.id} has no tokens; the tagger needs tokenised posts")
+        return example.tokens, None
+    text = example.text
+    if not any(c.isspace() for c in text):
+        return tuple(text), [(i, i + 1) for i in range(len(text))]
+    found = [(m.group(), (m.start(), m.end())) for m in re.finditer(r"\w+|[^\w\s]", text)]
+    return tuple(t for t, _ in found), [o for _, o in found]
+
+
 def bio_tags(example: Example) -> list[str]:
     from cotdistill.tags import spans_to_tags
 
-    assert isinstance(example.gold, EntityAnswer) and example.tokens is not None
-    return spans_to_tags(
-        len(example.tokens), [(e.start, e.end, e.type or "MISC") for e in example.gold.entities]
-    )
+    tokens, offsets = task_tokens(example)
+    if isinstance(example.gold, AttributeAnswer):
+        spans = []
+        for v in example.gold.values:
+            if v.start is None:
+                continue  # a value not written in the text cannot be tagged
+            inside = [k for k, (a, b) in enumerate(offsets or ()) if a >= v.start and b <= v.end]
+            if inside:
+                spans.append((inside[0], inside[-1] + 1, v.attribute))
+        return spans_to_tags(len(tokens), spans)
+    assert isinstance(example.gold, EntityAnswer)
+    return spans_to_tags(len(tokens), [(e.start, e.end, e.type or "MISC") for e in example.gold.entities])
 
 
 def collate(features: list[dict], pad_id: int) -> dict:
@@ -484,14 +515,20 @@ def decode_predictions(
                 answer = RelationAnswer((Relation(rel.head, rel.tail, label),))
                 preds.append(Prediction(ex.id, source, answer, raw=label, usage=Usage(seconds=seconds)))
                 continue
-            tags = [id2label[i] for i in row][: len(ex.tokens)]
-            tags += ["O"] * (len(ex.tokens) - len(tags))
-            ents = tuple(Entity(s, e, t, " ".join(ex.tokens[s:e])) for s, e, t in tags_to_spans(tags))
-            preds.append(
-                Prediction(
-                    ex.id, source, EntityAnswer(ents), raw=" ".join(tags), usage=Usage(seconds=seconds)
+            tokens, offsets = task_tokens(ex)
+            tags = [id2label[i] for i in row][: len(tokens)]
+            tags += ["O"] * (len(tokens) - len(tags))
+            if offsets is not None:  # MAE: token spans back to character spans
+                values = []
+                for s, e, t in tags_to_spans(tags):
+                    a, b = offsets[s][0], offsets[e - 1][1]
+                    values.append(AttributeValue(t, ex.text[a:b], a, b))
+                answer = AttributeAnswer(tuple(values))
+            else:
+                answer = EntityAnswer(
+                    tuple(Entity(s, e, t, " ".join(tokens[s:e])) for s, e, t in tags_to_spans(tags))
                 )
-            )
+            preds.append(Prediction(ex.id, source, answer, raw=" ".join(tags), usage=Usage(seconds=seconds)))
     return preds
 
 

@@ -106,6 +106,8 @@ def train_encoder(
     if not config.labels:
         if config.task == "mre":
             config.labels = sorted({r.label for ex in train_examples for r in ex.gold.relations})  # type: ignore[union-attr]
+        elif config.task == "mae":
+            config.labels = sorted({v.attribute for ex in train_examples for v in ex.gold.values})  # type: ignore[union-attr]
         else:
             config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
     set_seed(training.seed)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny import tiny_bert, tiny_wordpiece_tokenizer
 
-from cotdistill.records import Entity, EntityAnswer, Example
+from cotdistill.records import AttributeAnswer, AttributeValue, Entity, EntityAnswer, Example
 from cotdistill.student.encoder import (
     CRF,
     EncoderConfig,
@@ -264,3 +264,56 @@ def test_mre_pair_classifier_overfits_and_reloads(tmp_path):
     assert [p.answer for p in decode_predictions(again, feat2, exs, knowledge)] == [p.answer for p in preds]
     with pytest.raises(StudentConfigError, match="set crf=False"):
         EncoderConfig(model="x", task="mre", crf=True)
+
+
+def test_mae_value_tagger_on_real_mepave(datasets_dir, tmp_path):
+    from conftest import need
+
+    from cotdistill.readers import load_split
+    from cotdistill.student.encoder import bio_tags, task_tokens
+
+    train = load_split("mepave", need(datasets_dir, "mepave"), "train").examples[:12]
+    ex = train[0]
+    tokens, offsets = task_tokens(ex)
+    assert "".join(tokens) == ex.text and len(offsets) == len(ex.text)  # one unit per character
+    tags = bio_tags(ex)
+    assert [(v.attribute, v.start) for v in ex.gold.values] == [
+        (t[2:], k) for k, t in enumerate(tags) if t.startswith("B-")
+    ]
+    english = Example(
+        "e",
+        "mae",
+        "Red leather bag, size XL",
+        AttributeAnswer((AttributeValue("color", "Red", 0, 3), AttributeValue("size", "XL", 22, 24))),
+    )
+    assert task_tokens(english)[0] == ("Red", "leather", "bag", ",", "size", "XL") and bio_tags(english) == [
+        "B-color",
+        "O",
+        "O",
+        "O",
+        "O",
+        "B-size",
+    ]
+    chars = sorted({c for e in train for c in e.text})
+    tok = tiny_wordpiece_tokenizer(tmp_path / "m", extra_text=[" ".join(chars)])
+    tiny_bert(tmp_path / "m", vocab_size=len(tok))
+    cfg = EncoderConfig(
+        model=str(tmp_path / "m"), task="mae", use_knowledge=False, max_length=96, dropout=0.0
+    )
+    training = EncoderTrainingConfig(
+        output_dir=str(tmp_path / "run"),
+        epochs=60,
+        learning_rate=5e-3,
+        batch_size=12,
+        seed=0,
+        warmup_ratio=0.0,
+        logging_steps=10,
+    )
+    model, feat, history = train_encoder(cfg, training, train, train, None, tokenizer=tok)
+    assert max(h["eval_f1"] for h in history if "eval_f1" in h) > 0.8
+    preds = decode_predictions(model, feat, train, None)
+    texts = {e.id: e.text for e in train}
+    values = [(p.id, v) for p in preds for v in p.answer.values]
+    assert values and all(
+        texts[i][v.start : v.end] == v.value for i, v in values
+    )  # character spans into the text

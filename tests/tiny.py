@@ -13,7 +13,7 @@ FIXTURE_TEXT = [
 ]
 
 
-def tiny_wordpiece_tokenizer(out_dir: str | Path | None = None):
+def tiny_wordpiece_tokenizer(out_dir: str | Path | None = None, extra_text=()):
     """A BERT-style WordPiece fast tokenizer trained on the fixture text."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertTokenizerFast
@@ -24,7 +24,7 @@ def tiny_wordpiece_tokenizer(out_dir: str | Path | None = None):
     trainer = trainers.WordPieceTrainer(
         vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     )
-    tok.train_from_iterator(FIXTURE_TEXT * 4, trainer)
+    tok.train_from_iterator([*FIXTURE_TEXT, *extra_text] * 4, trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
