@@ -518,12 +518,10 @@ def cmd_train(args) -> int:
     d = config.data
     train = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir)
     valid = load_split(d.dataset, d.data_dir, "valid", image_dir=d.image_dir)
-    if train.task != "mner":
-        raise UsageError(
-            f"{d.dataset} is a {train.task} dataset; the encoder student handles MNER in this version"
-        )
+    from cotdistill.tasks import TaskSpec
+
     knowledge = _student_knowledge(config, ["train", "valid"])
-    labels = sorted({e.type for ex in train.examples for e in ex.gold.entities if e.type})
+    labels = TaskSpec.from_examples(train.task, train.examples).labels
     s = config.student
     out = config.path / "student"
     training = EncoderTrainingConfig(
