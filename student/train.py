@@ -119,6 +119,8 @@ def train_encoder(
     train_ds = EncoderDataset(featurizer, train_examples, knowledge, train=True)
     args = TrainingArguments(
         output_dir=training.output_dir,
+        # without a GPU, torchrun/accelerate launch still run data-parallel: several CPU processes over gloo
+        use_cpu=not torch.cuda.is_available(),
         num_train_epochs=training.epochs,
         learning_rate=training.learning_rate,
         per_device_train_batch_size=training.batch_size,
