@@ -224,21 +224,25 @@ def image_data_url(path: str) -> str:
         return f"data:{mime};base64,{base64.b64encode(f.read()).decode('ascii')}"
 
 
-def openai_messages(messages: list[dict]) -> list[dict]:
-    """cotdistill chat messages -> OpenAI chat format (image parts become ``image_url`` data URLs)."""
+def convert_messages(messages: list[dict], image_part) -> list[dict]:
+    """cotdistill chat messages with each image part replaced by ``image_part(path)`` (an engine's own form)."""
     out = []
     for m in messages:
         content = m["content"]
         if isinstance(content, list):
-            parts = []
-            for part in content:
-                if part["type"] == "image":
-                    parts.append({"type": "image_url", "image_url": {"url": image_data_url(part["image"])}})
-                else:
-                    parts.append({"type": "text", "text": part["text"]})
-            content = parts
+            content = [
+                image_part(p["image"]) if p["type"] == "image" else {"type": "text", "text": p["text"]}
+                for p in content
+            ]
         out.append({"role": m["role"], "content": content})
     return out
+
+
+def openai_messages(messages: list[dict]) -> list[dict]:
+    """cotdistill chat messages -> OpenAI chat format (image parts become ``image_url`` data URLs)."""
+    return convert_messages(
+        messages, lambda path: {"type": "image_url", "image_url": {"url": image_data_url(path)}}
+    )
 
 
 class OpenAIBackend(Backend):
@@ -402,20 +406,11 @@ class VLLMBackend(Backend):
     def _messages(messages: list[dict]) -> list[dict]:
         from PIL import Image
 
-        out = []
-        for m in messages:
-            content = m["content"]
-            if isinstance(content, list):
-                parts = []
-                for part in content:
-                    if part["type"] == "image":
-                        with Image.open(part["image"]) as im:
-                            parts.append({"type": "image_pil", "image_pil": im.convert("RGB")})
-                    else:
-                        parts.append({"type": "text", "text": part["text"]})
-                content = parts
-            out.append({"role": m["role"], "content": content})
-        return out
+        def pil(path: str) -> dict:
+            with Image.open(path) as im:
+                return {"type": "image_pil", "image_pil": im.convert("RGB")}
+
+        return convert_messages(messages, pil)
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
