@@ -9,9 +9,9 @@ import argparse
 import json
 import logging
 import sys
-from collections import Counter
 from pathlib import Path
 
+from cotdistill.eval.scoring import label_counts
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
 
@@ -62,17 +62,8 @@ def _load_splits(args) -> list[DatasetSplit]:
 def split_stats(ds: DatasetSplit) -> dict:
     """Counts of one split: posts, tokens, labels (entities per type, records per relation, values per
     attribute) and images found/missing."""
-    labels: Counter = Counter()
-    tokens = 0
-    for ex in ds.examples:
-        tokens += len(ex.tokens) if ex.tokens is not None else len(ex.text)
-        gold = ex.gold
-        if ds.task == "mner":
-            labels.update(e.type for e in gold.entities)  # type: ignore[union-attr]
-        elif ds.task == "mre":
-            labels.update(r.label for r in gold.relations)  # type: ignore[union-attr]
-        else:
-            labels.update(v.attribute for v in gold.values)  # type: ignore[union-attr]
+    labels = label_counts(ds.task, [ex.gold for ex in ds.examples])
+    tokens = sum(len(ex.tokens) if ex.tokens is not None else len(ex.text) for ex in ds.examples)
     return {
         "split": ds.split,
         "examples": len(ds.examples),
@@ -478,35 +469,36 @@ def _student_knowledge(config, splits) -> dict[str, str]:
                 f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
             )
         with open(path, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                if row["knowledge"] and (mode == "all" or row["kept"]):
-                    texts[row["id"]] = row["knowledge"]
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    row = json.loads(line)
+                    if row["knowledge"] and (mode == "all" or row["kept"]):
+                        texts[row["id"]] = row["knowledge"]
+                except (ValueError, KeyError, TypeError) as err:
+                    raise DataFormatError(
+                        path, lineno, f"not a knowledge record with id, kept, knowledge ({err})"
+                    ) from None
     return texts
 
 
-def _encoder_config(config, labels, task: str = "mner"):
+def _same_named(source, target_cls, **extra):
+    """Build ``target_cls`` from the fields of ``source`` that it shares by name (the config section and the
+    student's own dataclasses use the same names), plus ``extra``."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(target_cls)}
+    return target_cls(
+        **{k: v for k, v in dataclasses.asdict(source).items() if k in names and k not in extra}, **extra
+    )
+
+
+def _encoder_config(config, labels, task: str):
     from cotdistill.student.encoder import EncoderConfig
 
     s = config.student
     if s.kind != "encoder":
         raise UsageError(f"student.kind={s.kind!r}: only the encoder student is available in this version")
-    return EncoderConfig(
-        model=s.model,
-        labels=list(labels),
-        use_knowledge=s.knowledge != "none",
-        use_caption=s.use_caption,
-        max_length=s.max_length,
-        crf=s.crf,
-        conditional_distillation=s.conditional_distillation,
-        prompt_length=s.prompt_length,
-        kd_temperature=s.kd_temperature,
-        kd_weight=s.kd_weight,
-        lora_r=s.lora_r,
-        lora_alpha=s.lora_alpha,
-        lora_target_modules=s.lora_target_modules,
-        trust_remote_code=s.trust_remote_code,
-    )
+    return _same_named(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=s.knowledge != "none")
 
 
 def cmd_train(args) -> int:
@@ -524,14 +516,8 @@ def cmd_train(args) -> int:
     labels = TaskSpec.from_examples(train.task, train.examples).labels
     s = config.student
     out = config.path / "student"
-    training = EncoderTrainingConfig(
-        output_dir=str(out),
-        epochs=s.epochs,
-        learning_rate=s.learning_rate,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        bf16=s.bf16,
-        resume_from_checkpoint=args.resume or None,
+    training = _same_named(
+        s, EncoderTrainingConfig, output_dir=str(out), resume_from_checkpoint=args.resume or None
     )
     _, _, history = train_encoder(
         _encoder_config(config, labels, train.task), training, train.examples, valid.examples, knowledge

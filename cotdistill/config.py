@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,7 @@ def _coerce(value, hint, key: str):
         if type(None) in args:
             return None
         raise ConfigError(f"{key} must not be empty")
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key) if len(inner) == 1 else value
     if origin is list:
@@ -181,7 +182,13 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Ru
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
-        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})"
+            ) from None
+        _set_path(tree, key.strip(), value)
     return _build(RunConfig, tree, "")
 
 

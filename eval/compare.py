@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cotdistill.eval.predictions import Aligned, usage_summary
-from cotdistill.eval.scoring import score_answers
+from cotdistill.eval.scoring import relation_label_pairs, score_answers
 from cotdistill.records import Example
 from cotdistill.tasks import answer_items, is_no_relation, item_label
 
@@ -53,6 +53,10 @@ def _prf(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return p, r, f
 
 
+def _ci(draws: np.ndarray) -> list[float]:
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
 def bootstrap(tables: dict[str, CountTable], resamples: int = 1000, seed: int = 0, chunk: int = 100) -> dict:
     """Seeded bootstrap over examples, the same resamples for every system (so differences are paired).
 
@@ -80,12 +84,11 @@ def bootstrap(tables: dict[str, CountTable], resamples: int = 1000, seed: int = 
         col += width
         p, r, f = _prf(block)
         f1_draws[name] = f[:, 0]
-        ci = lambda a: [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))]  # noqa: E731
         out["systems"][name] = {
-            "precision_ci": ci(p[:, 0]),
-            "recall_ci": ci(r[:, 0]),
-            "f1_ci": ci(f[:, 0]),
-            "per_label_f1_ci": {label: ci(f[:, 1 + k]) for k, label in enumerate(tables[name].labels)},
+            "precision_ci": _ci(p[:, 0]),
+            "recall_ci": _ci(r[:, 0]),
+            "f1_ci": _ci(f[:, 0]),
+            "per_label_f1_ci": {label: _ci(f[:, 1 + k]) for k, label in enumerate(tables[name].labels)},
         }
     observed = {s: float(_prf(tables[s].counts.sum(0)[:3])[2]) for s in names}
     for a, b in itertools.combinations(names, 2):
@@ -97,7 +100,7 @@ def bootstrap(tables: dict[str, CountTable], resamples: int = 1000, seed: int = 
                 "a": a,
                 "b": b,
                 "f1_difference": d_obs,
-                "difference_ci": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))],
+                "difference_ci": _ci(d),
                 "p_value": (extreme + 1) / (resamples + 1),
             }
         )
@@ -180,16 +183,12 @@ def instructive_examples(task: str, gold: list[Example], a: Aligned, b: Aligned,
 
 def confusion_matrix(gold: list[Example], system: Aligned) -> dict:
     """MRE: counts of (gold label, predicted label); a missing prediction reads as no relation."""
-    cells: Counter = Counter()
-    for ex, answer in zip(gold, system.answers, strict=True):
-        predicted = {
-            ((r.head.start, r.head.end), (r.tail.start, r.tail.end)): r.label
-            for r in (answer.relations if answer else ())
-        }  # type: ignore[union-attr]
-        for r in ex.gold.relations:  # type: ignore[union-attr]
-            guess = predicted.get(((r.head.start, r.head.end), (r.tail.start, r.tail.end)))
-            norm = lambda x: "None" if is_no_relation(x) else x  # noqa: E731
-            cells[(norm(r.label), norm(guess))] += 1
+    norm = lambda label: "None" if is_no_relation(label) else label  # noqa: E731
+    cells: Counter = Counter(
+        (norm(g), norm(p))
+        for ex, answer in zip(gold, system.answers, strict=True)
+        for g, p in relation_label_pairs(ex.gold, answer)  # type: ignore[arg-type]
+    )
     labels = sorted({k for pair in cells for k in pair}, key=lambda x: (x != "None", x))
     return {"labels": labels, "matrix": [[cells[(g, p)] for p in labels] for g in labels]}
 

@@ -7,6 +7,7 @@ import base64
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -349,6 +350,9 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}pre{background:#f6f6f6;pa
 """
 
 
+_NUMBER = re.compile(r"[+\-−]?[\d,]*\.?\d+%?")
+
+
 def _html_table(head: list[str], rows: list[list[str]], table_id: str | None = None) -> str:
     idattr = f' id="{table_id}"' if table_id else ""
     out = [
@@ -360,15 +364,7 @@ def _html_table(head: list[str], rows: list[list[str]], table_id: str | None = N
         cells = []
         for c in r:
             text = str(c)
-            num = (
-                text.replace(".", "", 1)
-                .replace("%", "")
-                .replace(",", "")
-                .replace("+", "")
-                .replace("−", "")
-                .replace("-", "", 1)
-                .isdigit()
-            )
+            num = _NUMBER.fullmatch(text) is not None
             cells.append(
                 f'<td class="num">{html.escape(text)}</td>' if num else f"<td>{html.escape(text)}</td>"
             )

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
-from cotdistill.records import Answer, AttributeAnswer, EntityAnswer, RelationAnswer
+from cotdistill.records import Answer, AttributeAnswer, RelationAnswer
 from cotdistill.tags import tags_to_spans
-from cotdistill.tasks import is_no_relation
+from cotdistill.tasks import answer_items, is_no_relation, item_label
 from cotdistill.tasks import value_key as _value_key
 
 
@@ -142,13 +142,15 @@ def mae_scores(gold: Sequence[Iterable], pred: Sequence[Iterable]) -> dict:
     return values
 
 
-def _relation_items(answer: RelationAnswer | None, index: int) -> list:
-    if answer is None:
-        return []
+def relation_label_pairs(gold: RelationAnswer, pred: RelationAnswer | None) -> list[tuple[str, str | None]]:
+    """(gold label, predicted label) for each gold head/tail pair; None where the pair was not predicted."""
+    predicted = {
+        ((r.head.start, r.head.end), (r.tail.start, r.tail.end)): r.label
+        for r in (pred.relations if pred else ())
+    }
     return [
-        (index, (r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label)
-        for r in answer.relations
-        if not is_no_relation(r.label)
+        (r.label, predicted.get(((r.head.start, r.head.end), (r.tail.start, r.tail.end))))
+        for r in gold.relations
     ]
 
 
@@ -156,38 +158,23 @@ def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | Non
     """Score aligned gold and predicted answers of one task; a None prediction counts as an empty answer."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold answers but {len(pred)} predictions")
-    if task == "mner":
-
-        def spans(a: EntityAnswer | None) -> list:
-            return [e.key for e in a.entities] if a is not None else []
-
-        return span_scores([spans(g) for g in gold], [spans(p) for p in pred])  # type: ignore[arg-type]
-    if task == "mre":
-        out = set_scores(
-            [_relation_items(g, i) for i, g in enumerate(gold)],  # type: ignore[arg-type]
-            [_relation_items(p, i) for i, p in enumerate(pred)],  # type: ignore[arg-type]
-            group=lambda item: item[3],
-        )
-        hits = 0
-        total = 0
-        for g, p in zip(gold, pred, strict=False):
-            assert isinstance(g, RelationAnswer)
-            predicted = {
-                ((r.head.start, r.head.end), (r.tail.start, r.tail.end)): r.label
-                for r in (p.relations if p else ())
-            }  # type: ignore[union-attr]
-            for r in g.relations:
-                total += 1
-                guess = predicted.get(((r.head.start, r.head.end), (r.tail.start, r.tail.end)))
-                hits += (is_no_relation(r.label) and is_no_relation(guess)) or guess == r.label
-        out["accuracy"] = hits / total if total else 0.0
-        return out
     if task == "mae":
         return mae_scores(
             [g.values for g in gold],  # type: ignore[union-attr]
             [p.values if isinstance(p, AttributeAnswer) else () for p in pred],
         )
-    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+    if task not in ("mner", "mre"):
+        raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+    out = set_scores(
+        [answer_items(task, g) for g in gold],
+        [answer_items(task, p) for p in pred],
+        group=lambda item: item_label(task, item),
+    )
+    if task == "mre":
+        pairs = [pair for g, p in zip(gold, pred, strict=True) for pair in relation_label_pairs(g, p)]  # type: ignore[arg-type]
+        hits = sum((is_no_relation(g) and is_no_relation(p)) or g == p for g, p in pairs)
+        out["accuracy"] = hits / len(pairs) if pairs else 0.0
+    return out
 
 
 def label_counts(task: str, answers: Iterable[Answer]) -> Counter:

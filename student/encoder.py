@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from cotdistill.records import (
     AttributeAnswer,
@@ -483,8 +485,6 @@ def decode_predictions(
     device: str | torch.device | None = None,
 ) -> list[Prediction]:
     """Tag each example and return Prediction records (spans decoded with conlleval semantics)."""
-    import time
-
     view = view or model.config.eval_view
     if view not in VIEWS:
         raise StudentConfigError(f"view {view!r}: expected one of {', '.join(VIEWS)}")
@@ -494,8 +494,6 @@ def decode_predictions(
     knowledge = knowledge or {}
     preds: list[Prediction] = []
     pad = featurizer.tokenizer.pad_token_id or 0
-    from tqdm.auto import tqdm
-
     for start in tqdm(
         range(0, len(examples), batch_size),
         desc="predict",

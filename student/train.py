@@ -7,6 +7,7 @@ with the task metric after each epoch, so the best checkpoint is chosen by dev F
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -156,5 +157,5 @@ def train_encoder(
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     save_config(config, out)
-    (out / "training_config.json").write_text(__import__("json").dumps(asdict(training), indent=2) + "\n")
+    (out / "training_config.json").write_text(json.dumps(asdict(training), indent=2) + "\n")
     return model, featurizer, trainer.state.log_history

@@ -79,3 +79,23 @@ def test_pipeline_commands(tmp_path, capsys):
     assert main(["predict", CONFIG, *common]) == 2  # never overwrites silently
     config = (tmp_path / "runs" / "t" / "config.yaml").read_text()
     assert "student:" in config and "epochs: 2" in config
+
+
+def test_student_section_maps_onto_the_student_configs():
+    from cotdistill.cli import _encoder_config, _same_named
+    from cotdistill.config import load_config
+    from cotdistill.student.train import EncoderTrainingConfig
+
+    config = load_config(
+        None, ["student.model=m", "student.lora_r=8", "student.epochs=3", "student.knowledge=none"]
+    )
+    enc = _encoder_config(config, ["/per/per/peer", "None"], "mre")
+    assert (enc.task, enc.labels, enc.lora_r, enc.use_knowledge, enc.model) == (
+        "mre",
+        ["/per/per/peer", "None"],
+        8,
+        False,
+        "m",
+    )
+    training = _same_named(config.student, EncoderTrainingConfig, output_dir="out")
+    assert (training.epochs, training.batch_size, training.output_dir) == (3.0, 32, "out")

@@ -187,9 +187,7 @@ def load_split(
         if vocab is not None:
             kwargs["labels"] = read_label_vocab(vocab)
             report.files.append(str(vocab))
-    if info.reader is read_wikidiverse:
-        kwargs["report"] = report
-    examples = info.reader(path, split=split, images=images, **kwargs)
+    examples = info.reader(path, split=split, images=images, report=report, **kwargs)
     captions_path = _first_existing(data_dir, info.captions) if info.captions else None
     if captions_path is not None:
         captions = read_captions(captions_path)

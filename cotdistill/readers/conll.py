@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cotdistill.readers.common import DataFormatError, ImageResolver, read_lines
+from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
 from cotdistill.records import Entity, EntityAnswer, Example
 from cotdistill.tags import is_valid_tag, spans_to_tags, tags_to_spans
 
@@ -116,7 +116,9 @@ def block_to_example(
     )
 
 
-def read_conll(path: str | os.PathLike, *, split: str, images: ImageResolver) -> list[Example]:
+def read_conll(
+    path: str | os.PathLike, *, split: str, images: ImageResolver, report: ReadReport | None = None
+) -> list[Example]:
     """Read a Twitter CoNLL file into MNER examples (id = IMGID)."""
     examples = []
     seen: dict[str, int] = {}

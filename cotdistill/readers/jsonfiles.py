@@ -136,7 +136,9 @@ def read_wikidiverse(
     return examples
 
 
-def read_mae(path: str | os.PathLike, *, split: str, images: ImageResolver) -> list[Example]:
+def read_mae(
+    path: str | os.PathLike, *, split: str, images: ImageResolver, report: ReadReport | None = None
+) -> list[Example]:
     """Read an MAE JSON file into MAE examples (id = the product's ``id`` field, else ``<split>-<index>``)."""
     examples = []
     for i, rec in enumerate(_load_json_records(path)):

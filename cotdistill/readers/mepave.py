@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from cotdistill.readers.common import DataFormatError, ImageResolver, read_lines
+from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
 from cotdistill.records import AttributeAnswer, AttributeValue, Example
 
 _TAG_RE = re.compile(r"<(/?)([^<>/]+)>")
@@ -67,7 +67,12 @@ def parse_annotated(
 
 
 def read_mepave(
-    path: str | os.PathLike, *, split: str, images: ImageResolver, labels: list[str] | None = None
+    path: str | os.PathLike,
+    *,
+    split: str,
+    images: ImageResolver,
+    labels: list[str] | None = None,
+    report: ReadReport | None = None,
 ) -> list[Example]:
     """Read a MEPAVE file into MAE examples (id = sid)."""
     label_set = set(labels) if labels else None

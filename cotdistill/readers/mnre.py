@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import os
 
-from cotdistill.readers.common import DataFormatError, ImageResolver, read_lines
+from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
 from cotdistill.records import Entity, Example, Relation, RelationAnswer
 
 
@@ -26,9 +26,12 @@ def _span(obj: object, role: str, n: int, path, lineno: int) -> Entity:
     return Entity(start, end, None, str(obj.get("name", "")))
 
 
-def read_mnre(path: str | os.PathLike, *, split: str, images: ImageResolver) -> list[Example]:
+def read_mnre(
+    path: str | os.PathLike, *, split: str, images: ImageResolver, report: ReadReport | None = None
+) -> list[Example]:
     """Read an MNRE file into MRE examples (id = ``<split>-<record index>``)."""
     examples = []
+    numeric_ids = 0
     for lineno, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -59,6 +62,7 @@ def read_mnre(path: str | os.PathLike, *, split: str, images: ImageResolver) -> 
         image_id = rec.get("img_id")
         if isinstance(image_id, int):  # some v1 records name a Twitter-2015-style numeric image id
             image_id = f"{image_id}.jpg"
+            numeric_ids += 1
         if image_id is not None and not isinstance(image_id, str):
             raise DataFormatError(path, lineno, f"'img_id' must be a file name, got {image_id!r}")
         image = images.resolve(image_id, path, lineno) if image_id else None
@@ -74,4 +78,6 @@ def read_mnre(path: str | os.PathLike, *, split: str, images: ImageResolver) -> 
                 meta={"split": split, "image_id": image_id, "line": lineno},
             )
         )
+    if report is not None and numeric_ids:
+        report.note(f"{path}: {numeric_ids} records give a numeric img_id, read as <id>.jpg")
     return examples
