@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cotdistill.eval.scoring import label_counts
+from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
 
@@ -183,8 +184,7 @@ def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from cotdistill.eval.predictions import align, read_predictions, usage_summary
-    from cotdistill.eval.scoring import score_answers
+    from cotdistill.eval.predictions import align, read_predictions, system_metrics
 
     task, gold, desc = _load_gold(args)
     preds = read_predictions(args.predictions, task, gold)
@@ -195,26 +195,11 @@ def cmd_evaluate(args) -> int:
             len(system.unknown_ids),
             system.unknown_ids[0],
         )
-    scores = score_answers(task, [ex.gold for ex in gold], system.answers)
-    metrics = {
-        "precision": scores["precision"],
-        "recall": scores["recall"],
-        "f1": scores["f1"],
-        **{k: scores[k] for k in ("accuracy", "tp", "fp", "fn") if k in scores},
-        "per_type": scores.get("per_type", {}),
-        **({"attribute": scores["attribute"]} if "attribute" in scores else {}),
-        "examples": len(gold),
-        "coverage": system.coverage,
-        "missing": system.missing,
-        "parse_failures": system.parse_failures,
-        "parse_failure_rate": system.parse_failures / len(gold),
-        "unknown_ids": len(system.unknown_ids),
-        "usage": usage_summary(system),
-        "source": system.source,
-        "gold": desc,
-        "predictions": str(args.predictions),
-        "command": "cotdistill " + " ".join(sys.argv[1:]),
-    }
+    metrics = system_metrics(task, gold, system)
+    metrics.update(
+        gold=desc, predictions=str(args.predictions), command="cotdistill " + " ".join(sys.argv[1:])
+    )
+    scores = metrics
     print(
         f"{system.source} on {desc} ({len(gold):,} examples, coverage {100 * system.coverage:.1f}%, parse failures {system.parse_failures})"
     )
@@ -335,223 +320,149 @@ def cmd_prompts_show(args) -> int:
 
 
 def _run_setup(args):
+    from cotdistill import pipeline
     from cotdistill.config import load_config, write_resolved
-    from cotdistill.prompts import PromptLibrary
-    from cotdistill.tasks import TaskSpec
 
     config = load_config(args.config, args.overrides)
     write_resolved(config)
-    library = PromptLibrary(config.teacher.template_dirs)
-    for name in config.teacher.templates:
-        library.get(name)
-    splits = {}
-    for split in args.split or config.data.splits:
-        splits[canonical_split(split)] = load_split(
-            config.data.dataset, config.data.data_dir, split, image_dir=config.data.image_dir
+    library = pipeline.prompt_library(config)
+    splits = pipeline.load_splits(config, args.split)
+    return config, library, splits, pipeline.task_spec(splits)
+
+
+def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
+    from cotdistill.distill.backends import Sampling
+    from cotdistill.distill.runner import ShardStore, plan
+
+    t = config.teacher
+    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
+    templates = [library.get(n) for n in t.templates]
+    total = pending = chars = 0
+    for split, ds in splits.items():
+        done = ShardStore(config.path / "teacher" / split).finished()
+        for key, ex, tpl, _ in plan(ds.examples, templates, t.model, sampling, t.samples):
+            total += 1
+            if key in done and (done[key] or not retry_failed):
+                continue
+            pending += 1
+            messages = library.render(tpl.name, ex, spec, sees_images=t.sees_images)
+            chars += sum(
+                len(p["text"])
+                for m in messages
+                for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+                if "text" in p
+            )
+    tokens = chars / 4  # about four characters a token for English BPE vocabularies; images not counted
+    print(f"{total:,} requests, {total - pending:,} already done, {pending:,} to make")
+    print(
+        f"prompt text: {chars:,} characters, about {tokens:,.0f} tokens (estimated at 4 characters a token; image tokens not included)"
+    )
+    print(f"completion: at most {pending * t.max_tokens:,} tokens (max_tokens {t.max_tokens})")
+    if t.price_per_million_prompt_tokens is not None:
+        cost = tokens / 1e6 * t.price_per_million_prompt_tokens + pending * t.max_tokens / 1e6 * (
+            t.price_per_million_completion_tokens or 0.0
         )
-    task = next(iter(splits.values())).task
-    labels = TaskSpec.from_examples(task, [ex for ds in splits.values() for ex in ds.examples])
-    return config, library, splits, labels
+        print(f"estimated cost: at most {cost:,.2f} (prompt + maximal completions at the configured prices)")
+    return 0
 
 
 def cmd_generate(args) -> int:
-    from cotdistill.config import to_dict
-    from cotdistill.distill.backends import Sampling, make_backend
-    from cotdistill.distill.runner import ShardStore, plan, run_generation, write_manifest
+    from cotdistill import pipeline
 
     config, library, splits, spec = _run_setup(args)
-    t = config.teacher
-    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
     if args.dry_run:
-        templates = [library.get(n) for n in t.templates]
-        total = pending = chars = 0
-        for split, ds in splits.items():
-            done = ShardStore(config.path / "teacher" / split).finished()
-            for key, ex, tpl, _ in plan(ds.examples, templates, t.model, sampling, t.samples):
-                total += 1
-                if key in done and (done[key] or not args.retry_failed):
-                    continue
-                pending += 1
-                messages = library.render(tpl.name, ex, spec, sees_images=t.sees_images)
-                chars += sum(
-                    len(p["text"])
-                    for m in messages
-                    for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
-                    if "text" in p
-                )
-        tokens = chars / 4  # about four characters a token for English BPE vocabularies; images not counted
-        print(f"{total:,} requests, {total - pending:,} already done, {pending:,} to make")
-        print(
-            f"prompt text: {chars:,} characters, about {tokens:,.0f} tokens (estimated at 4 characters a token; image tokens not included)"
-        )
-        print(f"completion: at most {pending * t.max_tokens:,} tokens (max_tokens {t.max_tokens})")
-        if t.price_per_million_prompt_tokens is not None:
-            cost = tokens / 1e6 * t.price_per_million_prompt_tokens + pending * t.max_tokens / 1e6 * (
-                t.price_per_million_completion_tokens or 0.0
-            )
-            print(
-                f"estimated cost: at most {cost:,.2f} (prompt + maximal completions at the configured prices)"
-            )
-        return 0
-    backend = make_backend(t.backend, t.model, **t.options)
-    for split, ds in splits.items():
+        return _dry_run(config, library, splits, spec, args.retry_failed)
+    summary = pipeline.generate(config, splits, limit=args.limit, retry_failed=args.retry_failed)
+    for split, stats in summary.items():
         out = config.path / "teacher" / split
-        stats = run_generation(
-            ds.examples,
-            t.templates,
-            library,
-            spec,
-            backend,
-            out,
-            samples=t.samples,
-            sampling=sampling,
-            batch_size=t.batch_size,
-            limit=args.limit,
-            retry_failed=args.retry_failed,
-            sees_images=t.sees_images,
-            structured=t.structured_output,
-        )
-        write_manifest(out, stats, to_dict(config))
-        failed = sum(stats.failures.values())
         print(
-            f"{split}: {stats.requests:,} requests, {stats.already_done:,} already done, {stats.generated:,} made, {failed:,} failed -> {out}"
+            f"{split}: {stats['requests']:,} requests, {stats['already_done']:,} already done, {stats['generated']:,} made, {stats['failures']:,} failed -> {out}"
         )
-        if failed:
+        if stats["failures"]:
             print(
-                f"  failures by reason: {dict(stats.failures)}; rerun with --retry-failed to redo only those"
+                f"  failures by reason: {stats['failures_by_reason']}; rerun with --retry-failed to redo only those"
             )
     return 0
 
 
 def cmd_knowledge(args) -> int:
-    from cotdistill.distill.knowledge import build_knowledge, export_knowledge
-    from cotdistill.distill.runner import ShardStore
+    from cotdistill import pipeline
 
-    config, library, splits, spec = _run_setup(args)
-    k = config.knowledge
-    for split, ds in splits.items():
-        store = ShardStore(config.path / "teacher" / split)
-        generations = list(store.load().values())
-        if not generations:
-            raise UsageError(f"no generations in {store.folder}; run 'cotdistill generate' first")
-        report = build_knowledge(
-            ds.examples,
-            generations,
-            spec,
-            library,
-            answer_template=k.answer_template,
-            use_gold=split in k.filter_splits,
-            min_f1=k.min_f1,
-            min_agreement=k.min_agreement,
-        )
-        paths = export_knowledge(report, config.path / "knowledge", name=split)
+    config, _, splits, _ = _run_setup(args)
+    for split, counts in pipeline.knowledge(config, splits).items():
         print(
-            f"{split}: {report.counts.get('kept', 0):,} of {len(ds.examples):,} examples kept -> {paths['jsonl']}"
+            f"{split}: {counts.get('kept', 0):,} of {counts['examples']:,} examples kept -> {counts['jsonl']}"
         )
-        for reason, n in sorted(report.counts.items()):
-            if reason != "kept":
+        for reason, n in sorted(counts.items()):
+            if reason not in ("kept", "examples", "jsonl"):
                 print(f"  {reason}: {n:,}")
     return 0
 
 
-def _student_knowledge(config, splits) -> dict[str, str]:
-    """The teacher text each example is conditioned on, per ``student.knowledge``."""
-    mode = config.student.knowledge
-    if mode not in ("all", "kept", "none"):
-        raise UsageError(f"student.knowledge={mode!r}; expected all, kept or none")
-    texts: dict[str, str] = {}
-    if mode == "none":
-        return texts
-    for split in splits:
-        path = config.path / "knowledge" / f"{split}.jsonl"
-        if not path.is_file():
-            raise UsageError(
-                f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
-            )
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                    if row["knowledge"] and (mode == "all" or row["kept"]):
-                        texts[row["id"]] = row["knowledge"]
-                except (ValueError, KeyError, TypeError) as err:
-                    raise DataFormatError(
-                        path, lineno, f"not a knowledge record with id, kept, knowledge ({err})"
-                    ) from None
-    return texts
-
-
-def _same_named(source, target_cls, **extra):
-    """Build ``target_cls`` from the fields of ``source`` that it shares by name (the config section and the
-    student's own dataclasses use the same names), plus ``extra``."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(target_cls)}
-    return target_cls(
-        **{k: v for k, v in dataclasses.asdict(source).items() if k in names and k not in extra}, **extra
-    )
-
-
-def _encoder_config(config, labels, task: str):
-    from cotdistill.student.encoder import EncoderConfig
-
-    s = config.student
-    if s.kind != "encoder":
-        raise UsageError(f"student.kind={s.kind!r}: only the encoder student is available in this version")
-    return _same_named(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=s.knowledge != "none")
-
-
 def cmd_train(args) -> int:
+    from cotdistill import pipeline
     from cotdistill.config import load_config, write_resolved
-    from cotdistill.student.train import EncoderTrainingConfig, train_encoder
 
     config = load_config(args.config, args.overrides)
     write_resolved(config)
-    d = config.data
-    train = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir)
-    valid = load_split(d.dataset, d.data_dir, "valid", image_dir=d.image_dir)
-    from cotdistill.tasks import TaskSpec
-
-    knowledge = _student_knowledge(config, ["train", "valid"])
-    labels = TaskSpec.from_examples(train.task, train.examples).labels
-    s = config.student
-    out = config.path / "student"
-    training = _same_named(
-        s, EncoderTrainingConfig, output_dir=str(out), resume_from_checkpoint=args.resume or None
-    )
-    _, _, history = train_encoder(
-        _encoder_config(config, labels, train.task), training, train.examples, valid.examples, knowledge
-    )
-    best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
+    summary = pipeline.train(config, resume=args.resume or None)
+    best = summary["best_dev_f1"]
     print(
-        f"student saved to {out / 'best'} (best dev F1 {100 * best:.2f})"
-        if best is not None
-        else f"student saved to {out / 'best'}"
+        f"{summary['kind']} student saved to {summary['best']}"
+        + (f" (best dev F1 {100 * best:.2f})" if best is not None else "")
+        + f"; {summary['trainable_parameters']:,} of {summary['parameters']:,} parameters trained"
     )
     return 0
 
 
 def cmd_predict(args) -> int:
+    from cotdistill import pipeline
     from cotdistill.config import load_config
-    from cotdistill.student.encoder import decode_predictions, load_encoder_student
 
     config = load_config(args.config, args.overrides)
-    d = config.data
-    ds = load_split(d.dataset, d.data_dir, args.split, image_dir=d.image_dir)
-    model, featurizer = load_encoder_student(config.path / "student" / "best")
-    knowledge = _student_knowledge(config, [ds.split]) if model.config.eval_view == "knowledge" else {}
-    preds = decode_predictions(
-        model, featurizer, ds.examples, knowledge, source=f"student:{Path(config.student.model).name}"
-    )
-    out = config.path / "predictions"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"student-{ds.split}.jsonl"
-    if path.exists() and not args.overwrite:
-        raise UsageError(f"{path} already exists; pass --overwrite to replace it")
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
-    print(f"{len(preds):,} predictions ({model.config.eval_view} view) -> {path}")
+    out = pipeline.predict_student(config, args.split, overwrite=args.overwrite)
+    print(f"{out['predictions']:,} student predictions ({out['view']}) -> {out['path']}")
+    if args.teacher:
+        t = pipeline.predict_teacher(config, args.split, overwrite=args.overwrite)
+        print(f"{t['predictions']:,} teacher predictions -> {t['path']}")
     return 0
+
+
+def cmd_merge(args) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.student.generative import merge_student
+
+    config = load_config(args.config, args.overrides)
+    out = args.out or (config.path / "student" / "merged")
+    merge_student(config.path / "student" / "best", out)
+    print(f"merged model -> {out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cotdistill import pipeline
+    from cotdistill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    try:
+        stages = pipeline.run(config, redo=args.redo or (), stop_after=args.stop_after)
+    except pipeline.StageError as err:
+        logger.debug("stage failure", exc_info=err.__cause__)
+        print(f"cotdistill: error: {err}", file=sys.stderr)
+        if args.verbose and err.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(err.__cause__)
+        return 1
+    if "compare" in stages:
+        print(f"report: {stages['compare']['summary']['report']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from cotdistill.demo import run_demo
+
+    return run_demo(args.out, config=args.config, overrides=args.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -633,7 +544,48 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     pr.add_argument("--split", default="test")
     pr.add_argument("--overwrite", action="store_true")
+    pr.add_argument(
+        "--teacher",
+        action="store_true",
+        help="also write the teacher's voted answers (from RUN/knowledge) as RUN/predictions/teacher-<split>.jsonl",
+    )
     pr.set_defaults(func=cmd_predict)
+    mg = sub.add_parser("merge", help="fold a generative student's LoRA adapter into its base weights")
+    mg.add_argument("config", type=Path)
+    mg.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    mg.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/student/merged)")
+    mg.set_defaults(func=cmd_merge)
+
+    rn = sub.add_parser(
+        "run",
+        help="every stage from one config: generate, knowledge, train, predict, evaluate, compare (resumes)",
+    )
+    rn.add_argument("config", type=Path)
+    rn.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (beat the YAML)")
+    rn.add_argument(
+        "--redo",
+        action="append",
+        choices=list(STAGES),
+        help="run this finished stage again, and every stage after it (earlier outputs are moved to RUN/previous/)",
+    )
+    rn.add_argument("--stop-after", choices=list(STAGES), default=None, help="end the run after this stage")
+    rn.set_defaults(func=cmd_run)
+
+    dm = sub.add_parser(
+        "demo",
+        help="the whole pipeline on a small synthetic dataset with tiny random models, on CPU, in minutes",
+    )
+    dm.add_argument(
+        "--out", type=Path, default=Path("cotdistill-demo"), help="folder for data, models and the run"
+    )
+    dm.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="run this config instead (a GPU machine with model weights: e.g. configs/twitter2015.yaml)",
+    )
+    dm.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    dm.set_defaults(func=cmd_demo)
 
     ev = sub.add_parser("evaluate", help="score one prediction file against gold")
     ev.add_argument(
@@ -698,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         UsageError,
         ValueError,
         FileNotFoundError,
+        FileExistsError,
         NotADirectoryError,
         ImportError,
     ) as err:

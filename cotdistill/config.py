@@ -63,25 +63,54 @@ class KnowledgeConfig:
 
 @dataclass
 class StudentConfig:
+    """Both students' settings (``kind``: encoder or generative). A field left empty (null) takes the chosen
+    student's own default: ``EncoderConfig``/``EncoderTrainingConfig`` or ``GenerativeConfig``/
+    ``GenerativeTrainingConfig``; an empty ``lora_target_modules`` means the student's default targets."""
+
     kind: str = "encoder"
     model: str = "FacebookAI/xlm-roberta-large"
     knowledge: str = "all"  # all: every example's teacher text; kept: only what passed the filter; none
-    use_caption: bool = False
-    max_length: int = 256
+    use_caption: bool | None = None
+    max_length: int | None = None
+    # encoder student
     crf: bool = False
     conditional_distillation: bool = False
     prompt_length: int = 4
     kd_temperature: float = 2.0
     kd_weight: float = 1.0
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
-    epochs: float = 4.0
-    learning_rate: float = 1e-4
-    batch_size: int = 32
+    # generative student
+    vision: bool | None = None  # null: from the model's config
+    alpha: float = 0.5  # distilling step by step: alpha * answer + (1 - alpha) * rationale
+    max_pixels: int | None = None
+    max_new_tokens: int | None = None
+    packing: bool = False
+    quantization: str = "none"  # none or 4bit (QLoRA)
+    # LoRA (encoder: lora_r 0 fine-tunes the whole encoder)
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float | None = None
+    lora_target_modules: list[str] = field(default_factory=list)
+    # the training loop
+    epochs: float | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    warmup_ratio: float | None = None
+    weight_decay: float | None = None
     seed: int = 42
     bf16: bool = False
+    gradient_checkpointing: bool = False
+    eval_examples: int = 0  # generative: dev examples generated after each epoch (0: all)
+    dataloader_num_workers: int = 0
     trust_remote_code: bool = False
+
+
+@dataclass
+class EvaluationConfig:
+    split: str = "test"  # the split teacher and student are predicted on and compared
+    resamples: int = 1000  # bootstrap resamples for CIs and the paired test
+    seed: int = 0
 
 
 @dataclass
@@ -92,6 +121,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     @property
     def path(self) -> Path:

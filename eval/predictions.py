@@ -153,3 +153,26 @@ def usage_summary(aligned: Aligned) -> dict | None:
         "seconds_per_example": seconds / n,
         "examples_per_second": n / seconds if seconds > 0 else None,
     }
+
+
+def system_metrics(task: str, gold: list[Example], system: Aligned) -> dict:
+    """One system's scores and accounting against gold (what ``cotdistill evaluate`` writes)."""
+    from cotdistill.eval.scoring import score_answers
+
+    scores = score_answers(task, [ex.gold for ex in gold], system.answers)
+    return {
+        "source": system.source,
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "f1": scores["f1"],
+        **{k: scores[k] for k in ("accuracy", "tp", "fp", "fn") if k in scores},
+        "per_type": scores.get("per_type", {}),
+        **({"attribute": scores["attribute"]} if "attribute" in scores else {}),
+        "examples": len(gold),
+        "coverage": system.coverage,
+        "missing": system.missing,
+        "parse_failures": system.parse_failures,
+        "parse_failure_rate": system.parse_failures / len(gold) if gold else 0.0,
+        "unknown_ids": len(system.unknown_ids),
+        "usage": usage_summary(system),
+    }

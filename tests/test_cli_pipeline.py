@@ -82,8 +82,9 @@ def test_pipeline_commands(tmp_path, capsys):
 
 
 def test_student_section_maps_onto_the_student_configs():
-    from cotdistill.cli import _encoder_config, _same_named
     from cotdistill.config import load_config
+    from cotdistill.pipeline import _same_named
+    from cotdistill.pipeline import encoder_config as _encoder_config
     from cotdistill.student.train import EncoderTrainingConfig
 
     config = load_config(

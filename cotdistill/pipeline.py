@@ -1,0 +1,575 @@
+"""The stages of a run and ``cotdistill run``, the one piece of code that knows every stage.
+
+generate → knowledge → train → predict → evaluate → compare, all into one run directory (DESIGN.md):
+
+    RUN/config.yaml      the resolved config, written first
+    RUN/teacher/         generation shards per split (resumable on its own)
+    RUN/knowledge/       filtered knowledge per split
+    RUN/student/         checkpoints and best/ (training resumes from the last checkpoint)
+    RUN/predictions/     teacher-<split>.jsonl, student-<split>.jsonl
+    RUN/report/scores/   one metrics file per system (evaluate)
+    RUN/report/          metrics.json, report.md, report.html, plots (compare)
+    RUN/stages.json      which stages finished, when, with which config
+
+A finished stage is never redone unless asked (``redo``); what a redone or half-finished stage had written
+is moved to ``RUN/previous/<n>/``, never deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from cotdistill.config import RunConfig, to_dict, write_resolved
+from cotdistill.readers import DatasetSplit, canonical_split, load_split
+from cotdistill.readers.common import DataFormatError
+from cotdistill.records import Prediction, Usage
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("generate", "knowledge", "train", "predict", "evaluate", "compare")
+
+# What each stage writes (relative to the run directory), for moving aside on a redo.
+STAGE_OUTPUTS = {
+    "generate": ["teacher"],
+    "knowledge": ["knowledge"],
+    "train": ["student"],
+    "predict": ["predictions"],
+    "evaluate": ["report/scores"],
+    "compare": ["report/metrics.json", "report/report.md", "report/report.html", "report/*.png"],
+}
+
+# The config sections a stage's result depends on (a change there makes the stored result stale).
+STAGE_INPUTS = {
+    "generate": ("data", "teacher"),
+    "knowledge": ("data", "teacher", "knowledge"),
+    "train": ("data", "teacher", "knowledge", "student"),
+    "predict": ("data", "teacher", "knowledge", "student", "evaluation"),
+    "evaluate": ("data", "teacher", "knowledge", "student", "evaluation"),
+    "compare": ("data", "teacher", "knowledge", "student", "evaluation"),
+}
+
+
+class StageError(RuntimeError):
+    """A stage of ``cotdistill run`` failed; the message names the stage, the cause and how to resume."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def load_splits(config: RunConfig, splits: Sequence[str] | None = None) -> dict[str, DatasetSplit]:
+    d = config.data
+    out = {}
+    for split in splits or d.splits:
+        ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+        out[canonical_split(split)] = ds
+    return out
+
+
+def task_spec(splits: dict[str, DatasetSplit]):
+    from cotdistill.tasks import TaskSpec
+
+    first = next(iter(splits.values()))
+    return TaskSpec.from_examples(first.task, [ex for ds in splits.values() for ex in ds.examples])
+
+
+def prompt_library(config: RunConfig):
+    from cotdistill.prompts import PromptLibrary
+
+    library = PromptLibrary(config.teacher.template_dirs)
+    for name in config.teacher.templates:
+        library.get(name)  # an unknown template name fails here, before any model loads
+    return library
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+def generate(
+    config: RunConfig,
+    splits: dict[str, DatasetSplit] | None = None,
+    *,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    backend=None,
+) -> dict:
+    """The teacher over every split into ``RUN/teacher/<split>/``; returns per-split run statistics."""
+    from cotdistill.distill.backends import Sampling, make_backend
+    from cotdistill.distill.runner import run_generation, write_manifest
+
+    splits = splits or load_splits(config)
+    library = prompt_library(config)
+    spec = task_spec(splits)
+    t = config.teacher
+    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
+    backend = backend or make_backend(t.backend, t.model, **t.options)
+    summary = {}
+    for split, ds in splits.items():
+        out = config.path / "teacher" / split
+        stats = run_generation(
+            ds.examples,
+            t.templates,
+            library,
+            spec,
+            backend,
+            out,
+            samples=t.samples,
+            sampling=sampling,
+            batch_size=t.batch_size,
+            limit=limit,
+            retry_failed=retry_failed,
+            sees_images=t.sees_images,
+            structured=t.structured_output,
+        )
+        write_manifest(out, stats, to_dict(config))
+        summary[split] = stats.to_dict()
+    return summary
+
+
+def knowledge(config: RunConfig, splits: dict[str, DatasetSplit] | None = None) -> dict:
+    """Parse, vote, filter and export each split's generations into ``RUN/knowledge/``."""
+    from cotdistill.distill.knowledge import build_knowledge, export_knowledge
+    from cotdistill.distill.runner import ShardStore
+
+    splits = splits or load_splits(config)
+    library = prompt_library(config)
+    spec = task_spec(splits)
+    k = config.knowledge
+    summary = {}
+    for split, ds in splits.items():
+        store = ShardStore(config.path / "teacher" / split)
+        generations = list(store.load().values())
+        if not generations:
+            raise FileNotFoundError(
+                f"no generations in {store.folder}; run 'cotdistill generate' (or the generate stage) first"
+            )
+        report = build_knowledge(
+            ds.examples,
+            generations,
+            spec,
+            library,
+            answer_template=k.answer_template,
+            use_gold=split in k.filter_splits,
+            min_f1=k.min_f1,
+            min_agreement=k.min_agreement,
+        )
+        paths = export_knowledge(report, config.path / "knowledge", name=split)
+        summary[split] = {"examples": len(ds.examples), **dict(report.counts), "jsonl": str(paths["jsonl"])}
+    return summary
+
+
+def student_knowledge(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
+    """The teacher text each example is conditioned on, per ``student.knowledge`` (all, kept or none)."""
+    mode = config.student.knowledge
+    if mode not in ("all", "kept", "none"):
+        raise ValueError(f"student.knowledge={mode!r}; expected all, kept or none")
+    texts: dict[str, str] = {}
+    if mode == "none":
+        return texts
+    for split in splits:
+        path = config.path / "knowledge" / f"{split}.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
+            )
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                try:
+                    row = json.loads(line)
+                    if row["knowledge"] and (mode == "all" or row["kept"]):
+                        texts[row["id"]] = row["knowledge"]
+                except (ValueError, KeyError, TypeError) as err:
+                    raise DataFormatError(
+                        path, lineno, f"not a knowledge record with id, kept, knowledge ({err})"
+                    ) from None
+    return texts
+
+
+def _same_named(source, target_cls, **extra):
+    """Build ``target_cls`` from the fields of ``source`` that it shares by name (the config section and the
+    student's own dataclasses use the same names), plus ``extra``. A null or an empty list in the config
+    means "the student's own default"."""
+    names = {f.name for f in dataclasses.fields(target_cls)}
+    values = {
+        k: v
+        for k, v in dataclasses.asdict(source).items()
+        if k in names and k not in extra and v is not None and not (isinstance(v, list) and not v)
+    }
+    return target_cls(**values, **extra)
+
+
+def encoder_config(config: RunConfig, labels: Sequence[str], task: str):
+    from cotdistill.student.encoder import EncoderConfig
+
+    s = config.student
+    return _same_named(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=s.knowledge != "none")
+
+
+def generative_config(config: RunConfig, labels: Sequence[str], task: str):
+    from cotdistill.student.generative import GenerativeConfig
+
+    return _same_named(config.student, GenerativeConfig, task=task, labels=list(labels))
+
+
+def _check_kind(config: RunConfig) -> str:
+    kind = config.student.kind
+    if kind not in ("encoder", "generative"):
+        raise ValueError(f"student.kind={kind!r}; expected encoder or generative")
+    return kind
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    ckpts = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    return str(ckpts[-1]) if ckpts else None
+
+
+def train(config: RunConfig, resume: str | bool | None = None) -> dict:
+    """Train the student named by ``student.kind`` on ``RUN/knowledge``; the best model by dev F1 goes to
+    ``RUN/student/best``. ``resume=True`` continues from the last checkpoint in ``RUN/student`` (if any)."""
+    from cotdistill.tasks import TaskSpec
+
+    kind = _check_kind(config)
+    d = config.data
+    train_split = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir)
+    valid_split = load_split(d.dataset, d.data_dir, "valid", image_dir=d.image_dir)
+    labels = TaskSpec.from_examples(train_split.task, train_split.examples).labels
+    out = config.path / "student"
+    if resume is True:
+        resume = _last_checkpoint(out)
+    s = config.student
+    if kind == "encoder":
+        from cotdistill.student.train import EncoderTrainingConfig, train_encoder
+
+        knowledge_texts = student_knowledge(config, ["train", "valid"])
+        training = _same_named(
+            s, EncoderTrainingConfig, output_dir=str(out), resume_from_checkpoint=resume or None
+        )
+        model, _, history = train_encoder(
+            encoder_config(config, labels, train_split.task),
+            training,
+            train_split.examples,
+            valid_split.examples,
+            knowledge_texts,
+        )
+    else:
+        from cotdistill.student.generative import GenerativeTrainingConfig, rationales, train_generative
+
+        training = _same_named(
+            s, GenerativeTrainingConfig, output_dir=str(out), resume_from_checkpoint=resume or None
+        )
+        model, _, history = train_generative(
+            generative_config(config, labels, train_split.task),
+            training,
+            train_split.examples,
+            valid_split.examples,
+            {}
+            if s.knowledge == "none"
+            else rationales(config.path / "knowledge", ["train"], kept_only=s.knowledge == "kept"),
+        )
+    best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "kind": kind,
+        "best": str(out / "best"),
+        "best_dev_f1": best,
+        "resumed_from": resume or None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": trainable,
+    }
+
+
+def _write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
+    os.replace(tmp, path)
+
+
+def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+    """The trained student on one split → ``RUN/predictions/student-<split>.jsonl``."""
+    d = config.data
+    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    best = config.path / "student" / "best"
+    meta = best / "cotdistill_student.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta} does not exist; train the student first ('cotdistill train')")
+    kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    source = f"student:{Path(config.student.model).name}"
+    if kind == "generative":
+        from cotdistill.student.generative import load_generative_student, predict_generative
+
+        model, processor, gconfig = load_generative_student(best)
+        preds = predict_generative(
+            model, processor, gconfig, ds.examples, source=source, batch_size=config.student.eval_batch_size
+        )
+        view = "answer"
+    else:
+        from cotdistill.student.encoder import decode_predictions, load_encoder_student
+
+        model, featurizer = load_encoder_student(best)
+        view = model.config.eval_view
+        texts = student_knowledge(config, [ds.split]) if view == "knowledge" else {}
+        preds = decode_predictions(model, featurizer, ds.examples, texts, source=source)
+    path = config.path / "predictions" / f"student-{ds.split}.jsonl"
+    _write_predictions(path, preds, overwrite)
+    return {"path": str(path), "predictions": len(preds), "view": view}
+
+
+def predict_teacher(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+    """The teacher's voted answers on one split (from ``RUN/knowledge/<split>.jsonl``) as Prediction records
+    → ``RUN/predictions/teacher-<split>.jsonl``, with the split's generation usage per example."""
+    from cotdistill.distill.runner import ShardStore
+    from cotdistill.records import answer_from_dict
+
+    d = config.data
+    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    path = config.path / "knowledge" / f"{ds.split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist; run the knowledge stage on the {ds.split} split first"
+        )
+    usage: dict[str, Usage] = {}
+    for g in ShardStore(config.path / "teacher" / ds.split).load().values():
+        u = usage.setdefault(g.example_id, Usage())
+        u.prompt_tokens += g.usage.prompt_tokens
+        u.completion_tokens += g.usage.completion_tokens
+        u.seconds += g.usage.seconds
+    answer_template = config.knowledge.answer_template or f"{ds.task}.answer"
+    preds = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                answer = answer_from_dict(row["answer"]) if row["answer"] is not None else None
+            except (ValueError, KeyError, TypeError) as err:
+                raise DataFormatError(path, lineno, f"not a knowledge record ({err})") from None
+            preds.append(
+                Prediction(
+                    row["id"],
+                    f"teacher:{config.teacher.model}",
+                    answer,
+                    raw=row["grains"].get(answer_template, ""),
+                    rationale=row["knowledge"] or None,
+                    parse_error=None if answer is not None else (row["reason"] or "no answer"),
+                    usage=usage.get(row["id"]),
+                )
+            )
+    out = config.path / "predictions" / f"teacher-{ds.split}.jsonl"
+    _write_predictions(out, preds, overwrite)
+    return {"path": str(out), "predictions": len(preds)}
+
+
+def predict(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+    return {
+        "teacher": predict_teacher(config, split, overwrite=overwrite),
+        "student": predict_student(config, split, overwrite=overwrite),
+    }
+
+
+def _systems(config: RunConfig, split: str) -> list[tuple[str, Path]]:
+    folder = config.path / "predictions"
+    return [(name, folder / f"{name}-{split}.jsonl") for name in ("teacher", "student")]
+
+
+def evaluate(config: RunConfig, split: str = "test") -> dict:
+    """Each system's metrics against gold → ``RUN/report/scores/<system>-<split>.json``."""
+    from cotdistill.eval.predictions import align, read_predictions, system_metrics
+
+    d = config.data
+    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    out = config.path / "report" / "scores"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name, path in _systems(config, ds.split):
+        system = align(ds.examples, read_predictions(path, ds.task, ds.examples, source=name), source=name)
+        metrics = system_metrics(ds.task, ds.examples, system)
+        metrics.update(gold=f"{d.dataset} {ds.split}", predictions=str(path))
+        (out / f"{name}-{ds.split}.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        summary[name] = {"f1": metrics["f1"], "coverage": metrics["coverage"]}
+    return summary
+
+
+def compare(config: RunConfig, split: str = "test", params: dict[str, int] | None = None) -> dict:
+    """Teacher against student with CIs and significance → ``RUN/report/report.{md,html}`` and metrics.json."""
+    from cotdistill.eval.compare import compare_systems
+    from cotdistill.eval.predictions import align, read_predictions
+    from cotdistill.eval.report import write_report
+    from cotdistill.tasks import TaskSpec, is_no_relation
+
+    d = config.data
+    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    systems = [
+        align(ds.examples, read_predictions(path, ds.task, ds.examples, source=name), source=name)
+        for name, path in _systems(config, ds.split)
+    ]
+    labels = [
+        lab
+        for lab in TaskSpec.from_examples(ds.task, ds.examples).labels
+        if not (ds.task == "mre" and is_no_relation(lab))
+    ]
+    e = config.evaluation
+    result = compare_systems(
+        ds.task, ds.examples, systems, labels, resamples=e.resamples, seed=e.seed, params=params
+    )
+    provenance = {
+        "command": f"cotdistill run {config.path / 'config.yaml'}",
+        "gold": f"{d.dataset} {ds.split}",
+        "predictions": {name: str(path) for name, path in _systems(config, ds.split)},
+    }
+    files = write_report(result, config.path / "report", provenance)
+    return {
+        "report": str(files["html"]),
+        "markdown": str(files["markdown"]),
+        "metrics": str(files["metrics"]),
+        "f1": {name: s["f1"] for name, s in result["systems"].items()},
+        "pairs": [{k: p[k] for k in ("a", "b", "f1_difference", "p_value")} for p in result["pairs"]],
+    }
+
+
+# ------------------------------------------------------------------------------------ the whole run
+
+
+def _digest(config: RunConfig, stage: str) -> str:
+    tree = to_dict(config)
+    part = {k: tree[k] for k in STAGE_INPUTS[stage]}
+    return hashlib.sha256(yaml.safe_dump(part, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class StageLog:
+    """``RUN/stages.json``: stage → when it finished, how long it took, what it returned, config digest."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "stages.json"
+        self.stages: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.stages = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise DataFormatError(self.path, 1, "not JSON; it records the finished stages") from None
+
+    def done(self, stage: str) -> bool:
+        return stage in self.stages
+
+    def mark(self, stage: str, summary: dict, seconds: float, digest: str) -> None:
+        self.stages[stage] = {
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 2),
+            "config_digest": digest,
+            "summary": summary,
+        }
+        self._save()
+
+    def forget(self, stage: str) -> None:
+        self.stages.pop(stage, None)
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.stages, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def move_aside(run_dir: Path, stage: str) -> Path | None:
+    """Move what ``stage`` wrote into ``RUN/previous/<n>/`` (same relative paths); returns that folder."""
+    found = [p for pattern in STAGE_OUTPUTS[stage] for p in sorted(run_dir.glob(pattern)) if p.exists()]
+    if not found:
+        return None
+    n = 1
+    while (run_dir / "previous" / str(n)).exists():
+        n += 1
+    target = run_dir / "previous" / str(n)
+    for p in found:
+        dest = target / p.relative_to(run_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(p), str(dest))
+    return target
+
+
+def run(
+    config: RunConfig,
+    *,
+    redo: Sequence[str] = (),
+    stop_after: str | None = None,
+    say: Callable[[str], None] = print,
+    backend=None,
+) -> dict:
+    """Run every unfinished stage in order (see the module docstring). ``redo`` names stages to run again,
+    with every stage after them; ``stop_after`` ends the run after that stage. Returns the stage log."""
+    for name in (*redo, *([stop_after] if stop_after else [])):
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    _check_kind(config)
+    write_resolved(config)
+    run_dir = config.path
+    log = StageLog(run_dir)
+    first_redo = min((STAGES.index(s) for s in redo), default=len(STAGES))
+    for stage in STAGES[first_redo:]:
+        if log.done(stage) or stage in redo:
+            moved = move_aside(run_dir, stage)
+            log.forget(stage)
+            if moved:
+                say(f"[{stage}] earlier outputs moved to {moved}")
+    splits = None
+    params = None
+    for stage in STAGES:
+        if log.done(stage):
+            entry = log.stages[stage]
+            stale = entry.get("config_digest") != _digest(config, stage)
+            say(
+                f"[{stage}] finished {entry['finished']}, skipped"
+                + (f" (the config changed since; pass --redo {stage} to run it again)" if stale else "")
+            )
+            if stage == "train":
+                params = {"student": entry["summary"].get("parameters")}
+        else:
+            if stage in ("knowledge", "predict", "evaluate", "compare"):
+                moved = move_aside(run_dir, stage)  # a half-finished earlier attempt
+                if moved:
+                    say(f"[{stage}] outputs of an unfinished attempt moved to {moved}")
+            say(f"[{stage}] running")
+            start = time.perf_counter()
+            try:
+                if stage in ("generate", "knowledge") and splits is None:
+                    splits = load_splits(config)
+                if stage == "generate":
+                    summary = generate(config, splits, backend=backend)
+                elif stage == "knowledge":
+                    summary = knowledge(config, splits)
+                elif stage == "train":
+                    summary = train(config, resume=True)
+                    params = {"student": summary["parameters"]}
+                elif stage == "predict":
+                    summary = predict(config, config.evaluation.split)
+                elif stage == "evaluate":
+                    summary = evaluate(config, config.evaluation.split)
+                else:
+                    summary = compare(config, config.evaluation.split, params=params)
+            except Exception as err:
+                raise StageError(
+                    f"stage {stage!r} failed: {err.__class__.__name__}: {err}\n"
+                    f"  finished stages are kept in {run_dir}; fix the cause and rerun the same command to resume at {stage!r}"
+                ) from err
+            seconds = time.perf_counter() - start
+            log.mark(stage, summary, seconds, _digest(config, stage))
+            say(f"[{stage}] done in {seconds:.1f} s")
+        if stage == stop_after:
+            break
+    return log.stages
