@@ -316,7 +316,12 @@ def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool =
 
         model, processor, gconfig = load_generative_student(best)
         preds = predict_generative(
-            model, processor, gconfig, ds.examples, source=source, batch_size=config.student.eval_batch_size
+            model,
+            processor,
+            gconfig,
+            ds.examples,
+            source=source,
+            batch_size=config.student.eval_batch_size or 16,
         )
         view = "answer"
     else:
@@ -344,13 +349,22 @@ def predict_teacher(config: RunConfig, split: str = "test", *, overwrite: bool =
         raise FileNotFoundError(
             f"{path} does not exist; run the knowledge stage on the {ds.split} split first"
         )
-    usage: dict[str, Usage] = {}
-    for g in ShardStore(config.path / "teacher" / ds.split).load().values():
-        u = usage.setdefault(g.example_id, Usage())
-        u.prompt_tokens += g.usage.prompt_tokens
-        u.completion_tokens += g.usage.completion_tokens
-        u.seconds += g.usage.seconds
     answer_template = config.knowledge.answer_template or f"{ds.task}.answer"
+    totals: dict[str, list] = {}
+    first_answer: dict[str, tuple[int, str]] = {}  # the raw text of an answer that could not be parsed
+    for g in ShardStore(config.path / "teacher" / ds.split).load().values():
+        earlier = first_answer.get(g.example_id)
+        if (
+            g.template == answer_template
+            and g.text is not None
+            and (earlier is None or g.sample < earlier[0])
+        ):
+            first_answer[g.example_id] = (g.sample, g.text)
+        t = totals.setdefault(g.example_id, [0, 0, 0.0])
+        t[0] += g.usage.prompt_tokens
+        t[1] += g.usage.completion_tokens
+        t[2] += g.usage.seconds
+    usage = {i: Usage(p, c, sec) for i, (p, c, sec) in totals.items()}
     preds = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -364,7 +378,7 @@ def predict_teacher(config: RunConfig, split: str = "test", *, overwrite: bool =
                     row["id"],
                     f"teacher:{config.teacher.model}",
                     answer,
-                    raw=row["grains"].get(answer_template, ""),
+                    raw=row["grains"].get(answer_template) or first_answer.get(row["id"], (0, ""))[1],
                     rationale=row["knowledge"] or None,
                     parse_error=None if answer is not None else (row["reason"] or "no answer"),
                     usage=usage.get(row["id"]),
@@ -487,9 +501,9 @@ class StageLog:
         os.replace(tmp, self.path)
 
 
-def move_aside(run_dir: Path, stage: str) -> Path | None:
-    """Move what ``stage`` wrote into ``RUN/previous/<n>/`` (same relative paths); returns that folder."""
-    found = [p for pattern in STAGE_OUTPUTS[stage] for p in sorted(run_dir.glob(pattern)) if p.exists()]
+def move_aside(run_dir: Path, stages: Sequence[str]) -> Path | None:
+    """Move what ``stages`` wrote into one new ``RUN/previous/<n>/`` (same relative paths); returns it."""
+    found = [p for stage in stages for pattern in STAGE_OUTPUTS[stage] for p in sorted(run_dir.glob(pattern))]
     if not found:
         return None
     n = 1
@@ -521,12 +535,13 @@ def run(
     run_dir = config.path
     log = StageLog(run_dir)
     first_redo = min((STAGES.index(s) for s in redo), default=len(STAGES))
-    for stage in STAGES[first_redo:]:
-        if log.done(stage) or stage in redo:
-            moved = move_aside(run_dir, stage)
+    again = [stage for stage in STAGES[first_redo:] if log.done(stage) or stage in redo]
+    if again:
+        moved = move_aside(run_dir, again)
+        for stage in again:
             log.forget(stage)
-            if moved:
-                say(f"[{stage}] earlier outputs moved to {moved}")
+        if moved:
+            say(f"[{', '.join(again)}] to be redone; earlier outputs moved to {moved}")
     splits = None
     params = None
     for stage in STAGES:
@@ -541,7 +556,7 @@ def run(
                 params = {"student": entry["summary"].get("parameters")}
         else:
             if stage in ("knowledge", "predict", "evaluate", "compare"):
-                moved = move_aside(run_dir, stage)  # a half-finished earlier attempt
+                moved = move_aside(run_dir, [stage])  # a half-finished earlier attempt
                 if moved:
                     say(f"[{stage}] outputs of an unfinished attempt moved to {moved}")
             say(f"[{stage}] running")

@@ -167,7 +167,7 @@ def tiny_llava(out_dir, seed: int = 0, extra_text=()) -> str:
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=1024,
+            max_position_embeddings=4096,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         ),

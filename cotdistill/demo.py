@@ -1,0 +1,168 @@
+"""``cotdistill demo``: the whole pipeline on a small synthetic dataset with tiny random models, on CPU.
+
+It writes posts in the Twitter CoNLL format (``IMGID:`` blocks, BIO tags over PER/LOC/ORG/OTHER) with an
+image per post drawn with PIL and a caption file in PGIM's BLIP-2 format, builds a tiny LLaVA teacher (it
+sees the images through the transformers backend) and a tiny BERT student from configs, then runs
+``configs/smoke.yaml`` — generate, knowledge, train, predict, evaluate, compare — into one run directory.
+Tiny random models make meaningless predictions: the demo shows the flow and the files, not quality.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+PEOPLE = ["Barack Obama", "Michelle Obama", "Taylor Swift", "Lionel Messi", "Serena Williams", "Elon Musk"]
+PLACES = ["Paris", "London", "New York", "Berlin", "Tokyo", "Chicago", "Madrid"]
+COMPANIES = ["Apple", "Google", "Nike", "the Mets", "Chelsea", "NASA"]
+OTHERS = ["Super Bowl", "iPhone", "Olympics", "Game of Thrones", "Coachella"]
+PATTERNS = [
+    "RT @user : {PER} visits {LOC} today",
+    "{ORG} opens a new store in {LOC} # shopping",
+    "{PER} and {PER} at the {OTHER} tonight",
+    "watching the {OTHER} with friends in {LOC}",
+    "{ORG} shares fall after {PER} speech",
+    "great game by {ORG} against {ORG} in {LOC}",
+    "{PER} announces new {OTHER} plans",
+    "the weather in {LOC} is lovely this morning",
+]
+POOLS = {"PER": PEOPLE, "LOC": PLACES, "ORG": COMPANIES, "OTHER": OTHERS}
+COLOURS = {"PER": (220, 80, 60), "LOC": (60, 140, 220), "ORG": (80, 180, 90), "OTHER": (200, 170, 40)}
+CAPTIONS = {
+    "PER": "a person speaking at a podium",
+    "LOC": "a city skyline at dusk",
+    "ORG": "a logo on a building",
+    "OTHER": "a crowd at a big event",
+}
+SPLITS = {"train": 40, "valid": 12, "test": 20}
+
+
+def synthetic_posts(n: int, rng: random.Random) -> list[tuple[list[str], list[str]]]:
+    """``n`` posts as (tokens, BIO tags)."""
+    posts = []
+    for _ in range(n):
+        tokens: list[str] = []
+        tags: list[str] = []
+        for word in rng.choice(PATTERNS).split():
+            if word.startswith("{") and word.endswith("}"):
+                kind = word[1:-1]
+                name = rng.choice(POOLS[kind]).split()
+                tokens += name
+                tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(name) - 1)
+            else:
+                tokens.append(word)
+                tags.append("O")
+        posts.append((tokens, tags))
+    return posts
+
+
+def draw_image(path: Path, tags: list[str], rng: random.Random) -> None:
+    """A 96×64 picture: one coloured shape per entity, coloured by type, on a pale background."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (96, 64), (235, 235, 225))
+    draw = ImageDraw.Draw(image)
+    for tag in tags:
+        if tag.startswith("B-"):
+            x, y = rng.randrange(0, 70), rng.randrange(0, 40)
+            box = (x, y, x + rng.randrange(12, 26), y + rng.randrange(12, 24))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=COLOURS[tag[2:]])
+    image.save(path, quality=90)
+
+
+def write_synthetic_twitter(folder: str | Path, seed: int = 0) -> Path:
+    """Write train/valid/test.txt, images/<id>.jpg and pgim/BLIP2_15.txt under ``folder`` (kept if there)."""
+    folder = Path(folder)
+    if all((folder / f"{s}.txt").is_file() for s in SPLITS):
+        return folder
+    rng = random.Random(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "pgim").mkdir(exist_ok=True)
+    captions = []
+    next_id = 1000
+    for split, n in SPLITS.items():
+        blocks = []
+        for tokens, tags in synthetic_posts(n, rng):
+            image_id = str(next_id)
+            next_id += 1
+            draw_image(folder / "images" / f"{image_id}.jpg", tags, rng)
+            first = next((t[2:] for t in tags if t.startswith("B-")), "LOC")
+            captions.append(f"{image_id}.jpg :{CAPTIONS[first]}")
+            blocks.append(
+                f"IMGID:{image_id}\n" + "".join(f"{t}\t{g}\n" for t, g in zip(tokens, tags, strict=True))
+            )
+        (folder / f"{split}.txt").write_text("\n".join(blocks), encoding="utf-8")
+    (folder / "pgim" / "BLIP2_15.txt").write_text("\n".join(captions) + "\n", encoding="utf-8")
+    return folder
+
+
+def vocabulary_text() -> list[str]:
+    """Text the tiny tokenizers are trained on, so the synthetic posts tokenize into real pieces."""
+    words = [w for pool in POOLS.values() for name in pool for w in name.split()]
+    return [" ".join(words), *(p.replace("{", "").replace("}", "") for p in PATTERNS), *CAPTIONS.values()]
+
+
+def build_tiny_models(folder: str | Path) -> tuple[Path, Path]:
+    """A tiny LLaVA teacher and a tiny BERT student (random weights), kept if already there."""
+    from cotdistill.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer
+
+    folder = Path(folder)
+    teacher, student = folder / "teacher", folder / "student"
+    if not (teacher / "config.json").is_file():
+        tiny_llava(teacher, extra_text=vocabulary_text())
+    if not (student / "config.json").is_file():
+        tok = tiny_wordpiece_tokenizer(student, extra_text=vocabulary_text())
+        tiny_bert(student, vocab_size=len(tok))
+    return teacher, student
+
+
+def smoke_config_path() -> Path:
+    """``configs/smoke.yaml``, shipped inside the package as ``cotdistill.configs``."""
+    return Path(str(resources.files("cotdistill.configs") / "smoke.yaml"))
+
+
+def run_demo(out: str | Path, config: str | Path | None = None, overrides=()) -> int:
+    from cotdistill import pipeline
+    from cotdistill.config import load_config
+
+    start = time.perf_counter()
+    if config is not None:
+        cfg = load_config(config, list(overrides))
+        print(f"cotdistill demo: running {config} (models load from their ids or paths)")
+    else:
+        out = Path(out).resolve()
+        print(
+            "cotdistill demo: a synthetic Twitter-style dataset and tiny models with random weights, on CPU.\n"
+            "  The tiny models make meaningless predictions: this shows every stage and file, not quality."
+        )
+        data = write_synthetic_twitter(out / "data")
+        teacher, student = build_tiny_models(out / "models")
+        cfg = load_config(
+            smoke_config_path(),
+            [
+                f"run_dir={out / 'runs'}",
+                f"data.data_dir={data}",
+                f"teacher.model={teacher}",
+                f"student.model={student}",
+                *overrides,
+            ],
+        )
+    try:
+        pipeline.run(cfg)
+    except pipeline.StageError as err:
+        print(f"cotdistill: error: {err}", file=sys.stderr)
+        return 1
+    report = cfg.path / "report"
+    print(f"\ndone in {time.perf_counter() - start:.0f} s. Report: {report / 'report.html'}")
+    print(f"  also {report / 'report.md'} and {report / 'metrics.json'}; the run directory is {cfg.path}")
+    if config is None:
+        print(
+            "\nThe real pipeline (GPU, model weights, the datasets in ../shared/datasets):\n"
+            "  cotdistill demo --config configs/twitter2015.yaml        # or: cotdistill run configs/twitter2015.yaml\n"
+            "PGIM's published ChatGPT knowledge with the encoder student, on CPU:\n"
+            "  cotdistill run configs/twitter2015-pgim-replay.yaml student.model=PATH_TO_ENCODER"
+        )
+    return 0

@@ -1,0 +1,158 @@
+"""`cotdistill run` and `cotdistill demo`: every stage from one config, resume, --redo, failures."""
+
+import json
+import shutil
+
+import pytest
+from conftest import REPO
+
+from cotdistill.cli import main
+from cotdistill.demo import build_tiny_models, smoke_config_path, write_synthetic_twitter
+from cotdistill.readers import load_split
+
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    data = write_synthetic_twitter(root / "data")
+    teacher, student = build_tiny_models(root / "models")
+    return data, teacher, student
+
+
+def overrides(tmp_path, assets, *extra):
+    data, teacher, student = assets
+    return [
+        f"run_dir={tmp_path / 'runs'}",
+        f"data.data_dir={data}",
+        f"teacher.model={teacher}",
+        f"student.model={student}",
+        *extra,
+    ]
+
+
+def stages(tmp_path, name="smoke"):
+    return json.loads((tmp_path / "runs" / name / "stages.json").read_text())
+
+
+def test_synthetic_data_reads_as_twitter2015(assets):
+    data, _, _ = assets
+    test = load_split("twitter2015", data, "test")
+    assert len(test.examples) == 20 and test.report.images_missing == 0
+    assert all(ex.meta.get("caption") for ex in test.examples)
+    types = {e.type for ex in test.examples for e in ex.gold.entities}
+    assert types <= {"PER", "LOC", "ORG", "OTHER"} and len(types) >= 3
+
+
+def test_the_demo_config_ships_with_the_package():
+    assert smoke_config_path().read_text() == (REPO / "configs" / "smoke.yaml").read_text()
+
+
+def test_demo_writes_the_report(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "meaningless" in out and "cotdistill demo --config configs/twitter2015.yaml" in out
+    report = tmp_path / "runs" / "smoke" / "report"
+    for name in ("report.md", "report.html", "metrics.json"):
+        assert (report / name).is_file(), name
+    assert str(report / "report.html") in out
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["systems"]) == {"teacher", "student"}
+    assert metrics["examples"] == 20
+    log = stages(tmp_path)
+    assert list(log) == ["generate", "knowledge", "train", "predict", "evaluate", "compare"]
+    # the teacher saw the images: every generation succeeded through the VLM path
+    manifest = json.loads((tmp_path / "runs" / "smoke" / "teacher" / "test" / "manifest.json").read_text())
+    assert manifest["generations"] == 80 and manifest["failed"] == 0
+    # a second demo resumes: every stage is skipped and nothing is rewritten
+    before = (report / "metrics.json").stat().st_mtime_ns
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert "[compare] finished" in capsys.readouterr().out
+    assert (report / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_run_redo_moves_earlier_outputs_aside(tmp_path, assets, capsys):
+    args = overrides(tmp_path, assets)
+    assert main(["run", SMOKE, *args, "--stop-after", "train"]) == 0
+    assert list(stages(tmp_path)) == ["generate", "knowledge", "train"]
+    shards = sorted((tmp_path / "runs" / "smoke" / "teacher" / "train").glob("shard-*.jsonl"))
+    assert main(["run", SMOKE, *args]) == 0
+    assert list(stages(tmp_path))[-1] == "compare"
+    capsys.readouterr()
+    assert main(["run", SMOKE, *args, "--redo", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "[generate] finished" in out and "[knowledge] finished" in out and "[train] running" in out
+    run = tmp_path / "runs" / "smoke"
+    assert (run / "previous" / "1" / "student" / "best").is_dir()  # moved, never deleted
+    assert (run / "previous" / "1" / "predictions" / "student-test.jsonl").is_file()
+    assert (run / "student" / "best").is_dir() and (run / "report" / "report.html").is_file()
+    assert sorted((run / "teacher" / "train").glob("shard-*.jsonl")) == shards  # the teacher was not rerun
+
+
+def test_a_failed_stage_says_which_and_the_rerun_resumes(tmp_path, assets, capsys):
+    args = overrides(tmp_path, assets)
+    broken = [*args, f"student.model={tmp_path / 'no-such-model'}"]
+    assert main(["run", SMOKE, *broken]) == 1
+    err = capsys.readouterr().err
+    assert "stage 'train' failed" in err and "rerun the same command to resume at 'train'" in err
+    assert list(stages(tmp_path)) == ["generate", "knowledge"]
+    shards = sorted((tmp_path / "runs" / "smoke" / "teacher").rglob("shard-*.jsonl"))
+    assert main(["run", SMOKE, *args]) == 0
+    out = capsys.readouterr().out
+    assert "[generate] finished" in out and "[train] running" in out
+    assert sorted((tmp_path / "runs" / "smoke" / "teacher").rglob("shard-*.jsonl")) == shards
+    # a changed config does not redo a finished stage on its own, but says so
+    assert main(["run", SMOKE, *args, "student.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "[train] finished" in out and "--redo train" in out
+    assert (tmp_path / "runs" / "smoke" / "config.previous-1.yaml").is_file()
+
+
+def test_run_rejects_unknown_keys_and_stages(tmp_path, assets, capsys):
+    assert main(["run", SMOKE, *overrides(tmp_path, assets), "studnet.epochs=1"]) == 2
+    assert "did you mean 'student'" in capsys.readouterr().err
+    assert main(["run", SMOKE, *overrides(tmp_path, assets), "student.kind=decoder"]) == 2
+    assert "expected encoder or generative" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", SMOKE, "--redo", "everything"])
+
+
+def test_run_with_a_generative_text_student(tmp_path, assets):
+    from cotdistill.tiny import tiny_qwen2_lm
+
+    lm = tiny_qwen2_lm(tmp_path / "lm")
+    args = overrides(
+        tmp_path,
+        assets,
+        "student.kind=generative",
+        f"student.model={lm}",
+        "student.use_caption=true",
+        "student.lora_r=4",
+        "student.epochs=1",
+        "student.max_new_tokens=8",
+        "student.max_length=512",
+        "student.learning_rate=0.001",
+    )
+    assert main(["run", SMOKE, *args]) == 0
+    run = tmp_path / "runs" / "smoke"
+    meta = json.loads((run / "student" / "best" / "cotdistill_student.json").read_text())
+    assert meta["kind"] == "generative" and meta["vision"] is False
+    lines = (run / "predictions" / "student-test.jsonl").read_text().splitlines()
+    assert len(lines) == 20
+    assert json.loads((run / "report" / "metrics.json").read_text())["systems"]["student"]["coverage"] == 1.0
+    assert main(["merge", SMOKE, *args]) == 0
+    assert (run / "student" / "merged" / "config.json").is_file()
+
+
+def test_stage_commands_share_the_run_directory(tmp_path, assets):
+    args = overrides(tmp_path, assets)
+    for cmd in ("generate", "knowledge", "train"):
+        assert main([cmd, SMOKE, *args]) == 0
+    assert main(["predict", SMOKE, *args, "--teacher"]) == 0
+    preds = tmp_path / "runs" / "smoke" / "predictions"
+    teacher = [json.loads(x) for x in (preds / "teacher-test.jsonl").read_text().splitlines()]
+    assert len(teacher) == 20 and all(t["raw"] for t in teacher)  # unparsable answers keep their raw text
+    assert all(t["usage"]["prompt_tokens"] > 0 for t in teacher)
+    shutil.rmtree(tmp_path / "runs" / "smoke" / "predictions")
+    assert main(["run", SMOKE, *args]) == 0  # picks up at the first stage it has no record of
