@@ -461,6 +461,66 @@ def compare(config: RunConfig, split: str = "test", params: dict[str, int] | Non
 # ------------------------------------------------------------------------------------ the whole run
 
 
+def validate(config: RunConfig) -> None:
+    """Check a config without loading any model or data file: the dataset name, that every template exists
+    and belongs to the dataset's task, the backend name, the knowledge settings, and that the student section
+    builds the chosen student's own config (QLoRA included). Raises ``ConfigError`` naming the key."""
+    from cotdistill.config import ConfigError
+    from cotdistill.distill.backends import BACKENDS
+    from cotdistill.prompts import PromptLibrary
+    from cotdistill.readers import DATASETS, SPLITS
+
+    d, t, k, e = config.data, config.teacher, config.knowledge, config.evaluation
+    if d.dataset not in DATASETS:
+        raise ConfigError(f"data.dataset={d.dataset!r}; expected one of {', '.join(DATASETS)}")
+    task = DATASETS[d.dataset].task
+    for split in [*d.splits, *k.filter_splits, e.split]:
+        try:
+            canonical_split(split)
+        except ValueError:
+            raise ConfigError(f"split {split!r} in the config; expected one of {', '.join(SPLITS)}") from None
+    if t.backend not in BACKENDS:
+        raise ConfigError(f"teacher.backend={t.backend!r}; expected one of {', '.join(BACKENDS)}")
+    library = PromptLibrary(t.template_dirs)
+    for name in [*t.templates, *([k.answer_template] if k.answer_template else [])]:
+        try:
+            info = library.get(name)
+        except ValueError as err:
+            raise ConfigError(f"teacher.templates: {err}") from None
+        if not info.name.startswith(f"{task}."):
+            raise ConfigError(f"template {name!r} is not for {task}, the task of {d.dataset}")
+    if not t.templates:
+        raise ConfigError("teacher.templates is empty; name at least the answer template")
+    if t.samples < 1 or t.max_tokens < 1 or t.batch_size < 1:
+        raise ConfigError("teacher.samples, teacher.max_tokens and teacher.batch_size must be at least 1")
+    if not 0.0 <= k.min_f1 <= 1.0 or not 0.0 <= k.min_agreement <= 1.0:
+        raise ConfigError("knowledge.min_f1 and knowledge.min_agreement must lie in [0, 1]")
+    if config.student.knowledge not in ("all", "kept", "none"):
+        raise ConfigError(f"student.knowledge={config.student.knowledge!r}; expected all, kept or none")
+    kind = config.student.kind
+    if kind not in ("encoder", "generative"):
+        raise ConfigError(f"student.kind={kind!r}; expected encoder or generative")
+    if config.student.quantization not in ("none", "4bit"):
+        raise ConfigError(f"student.quantization={config.student.quantization!r}; expected none or 4bit")
+    if kind == "encoder" and config.student.quantization != "none":
+        raise ConfigError(
+            "student.quantization=4bit (QLoRA) is for the generative student; set kind=generative"
+        )
+    try:
+        if kind == "encoder":
+            from cotdistill.student.train import EncoderTrainingConfig
+
+            encoder_config(config, [], task)
+            _same_named(config.student, EncoderTrainingConfig, output_dir="-")
+        else:
+            from cotdistill.student.generative import GenerativeTrainingConfig
+
+            generative_config(config, [], task)
+            _same_named(config.student, GenerativeTrainingConfig, output_dir="-")
+    except ValueError as err:
+        raise ConfigError(f"student: {err}") from None
+
+
 def _digest(config: RunConfig, stage: str) -> str:
     tree = to_dict(config)
     part = {k: tree[k] for k in STAGE_INPUTS[stage]}
@@ -530,7 +590,7 @@ def run(
     for name in (*redo, *([stop_after] if stop_after else [])):
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-    _check_kind(config)
+    validate(config)
     write_resolved(config)
     run_dir = config.path
     log = StageLog(run_dir)

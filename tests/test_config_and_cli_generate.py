@@ -37,7 +37,48 @@ def test_resolved_config_written_and_previous_kept(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path):
-    load_config(path)
+    from cotdistill.pipeline import validate
+
+    validate(load_config(path))
+
+
+def test_every_standard_dataset_has_a_config_for_each_student():
+    from cotdistill.readers import DATASETS
+
+    names = {p.stem for p in (REPO / "configs").glob("*.yaml")}
+    for dataset in ("twitter2015", "twitter2017", "snap", "wikidiverse", "mnre", "mepave", "mae"):
+        assert dataset in DATASETS and {dataset, f"{dataset}-generative"} <= names
+        assert load_config(REPO / "configs" / f"{dataset}.yaml").student.kind == "encoder"
+        gen = load_config(REPO / "configs" / f"{dataset}-generative.yaml")
+        assert gen.student.kind == "generative" and gen.student.lora_r > 0
+    assert load_config(REPO / "configs" / "twitter2015-qlora.yaml").student.quantization == "4bit"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.dataset=twitter2099", "data.dataset"),
+        ("teacher.templates=[mre.answer]", "not for mner"),
+        ("teacher.templates=[mner.nope]", "mner.nope"),
+        ("teacher.backend=vlm", "teacher.backend"),
+        ("student.kind=decoder", "student.kind"),
+        ("student.crf=true", None),
+        ("student.quantization=8bit", "quantization"),
+        ("student.kind=generative", None),
+        ("student.kind=generative student.alpha=1.5", "alpha"),
+        ("student.quantization=4bit", "generative student"),
+        ("evaluation.split=dev2", "dev2"),
+    ],
+)
+def test_validation_names_the_bad_key(override, message):
+    from cotdistill.pipeline import validate
+
+    config = load_config(REPO / "configs" / "twitter2015.yaml", override.split())
+    if message is None:
+        validate(config)  # valid
+        return
+    with pytest.raises(ConfigError, match=message):
+        validate(config)
 
 
 def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, capsys):
