@@ -51,6 +51,10 @@ class TeacherConfig:
     options: dict = field(
         default_factory=dict
     )  # passed to the backend (tensor_parallel_size, base_url, path, ...)
+    # scale-out with Ray Data: 0 runs the backend in this process; N > 0 runs N replicas as Ray actors
+    ray_replicas: int = 0
+    ray_gpus_per_replica: float = 0.0  # e.g. 1 (or tensor_parallel_size) for one vLLM engine per replica
+    ray_address: str | None = None  # "auto" or ray://HOST:10001 for a cluster; none: start Ray locally
 
 
 @dataclass

@@ -112,25 +112,39 @@ def generate(
     spec = task_spec(splits)
     t = config.teacher
     sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
-    backend = backend or make_backend(t.backend, t.model, **t.options)
+    if t.ray_replicas <= 0:
+        backend = backend or make_backend(t.backend, t.model, **t.options)
+    common = {
+        "samples": t.samples,
+        "sampling": sampling,
+        "batch_size": t.batch_size,
+        "limit": limit,
+        "retry_failed": retry_failed,
+        "sees_images": t.sees_images,
+        "structured": t.structured_output,
+    }
     summary = {}
     for split, ds in splits.items():
         out = config.path / "teacher" / split
-        stats = run_generation(
-            ds.examples,
-            t.templates,
-            library,
-            spec,
-            backend,
-            out,
-            samples=t.samples,
-            sampling=sampling,
-            batch_size=t.batch_size,
-            limit=limit,
-            retry_failed=retry_failed,
-            sees_images=t.sees_images,
-            structured=t.structured_output,
-        )
+        if t.ray_replicas > 0:
+            from cotdistill.distill.scale import run_generation_ray
+
+            stats = run_generation_ray(
+                ds.examples,
+                t.templates,
+                library,
+                spec,
+                t.backend,
+                t.model,
+                t.options,
+                out,
+                replicas=t.ray_replicas,
+                gpus_per_replica=t.ray_gpus_per_replica,
+                address=t.ray_address,
+                **common,
+            )
+        else:
+            stats = run_generation(ds.examples, t.templates, library, spec, backend, out, **common)
         write_manifest(out, stats, to_dict(config))
         summary[split] = stats.to_dict()
     return summary

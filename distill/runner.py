@@ -192,6 +192,99 @@ def plan(
             yield _hash_key(prefix, suffix), ex, t, s
 
 
+def pending_requests(
+    examples: Sequence[Example],
+    templates: Sequence[TemplateInfo],
+    model: str,
+    sampling: Sampling,
+    samples: int,
+    store: ShardStore,
+    stats: RunStats,
+    *,
+    retry_failed: bool = False,
+    limit: int | None = None,
+) -> list[tuple[str, Example, TemplateInfo, int]]:
+    """The requests not yet finished in ``store`` (failed ones too, with ``retry_failed``); counts into
+    ``stats``."""
+    done = store.finished()
+    if store.bad_lines:
+        logger.warning(
+            "%d cut-off or unreadable lines in %s; their requests are made again",
+            store.bad_lines,
+            store.folder,
+        )
+    pending = []
+    for key, ex, t, s in plan(examples, templates, model, sampling, samples):
+        stats.requests += 1
+        if key in done and (done[key] or not retry_failed):
+            stats.already_done += 1
+            continue
+        pending.append((key, ex, t, s))
+        if limit is not None and len(pending) >= limit:
+            break
+    return pending
+
+
+def make_request(
+    library: PromptLibrary,
+    spec: TaskSpec,
+    key: str,
+    example: Example,
+    template: TemplateInfo,
+    sample: int,
+    sampling: Sampling,
+    *,
+    sees_images: bool = True,
+    structured: bool = False,
+) -> TeacherRequest:
+    return TeacherRequest(
+        key,
+        example.id,
+        template.name,
+        sample,
+        library.render(template.name, example, spec, sees_images=sees_images),
+        sample_sampling(sampling, sample),
+        spec.answer_schema() if structured and template.kind == "answer" else None,
+    )
+
+
+def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str) -> list[Generation]:
+    """Every request of a batch the backend raised on, stored as failed with the error."""
+    return [
+        Generation(
+            r.key,
+            r.example_id,
+            r.template,
+            r.sample,
+            None,
+            error=f"backend error: {err.__class__.__name__}: {err}",
+            model=model,
+        )
+        for r in requests
+    ]
+
+
+def account(stats: RunStats, gens: Sequence[Generation]) -> None:
+    for g in gens:
+        stats.generated += 1
+        stats.prompt_tokens += g.usage.prompt_tokens
+        stats.completion_tokens += g.usage.completion_tokens
+        if g.error:
+            stats.failures[g.error.split(":")[0][:60]] += 1
+
+
+def progress_bar(total: int, name: str, enabled: bool):
+    return tqdm(total=total, desc=f"generate ({name})", unit="req", disable=not enabled)
+
+
+def show(bar, stats: RunStats, n: int) -> None:
+    bar.update(n)
+    bar.set_postfix(
+        failed=sum(stats.failures.values()),
+        tok_s=f"{stats.completion_tokens / max(stats.seconds, 1e-9):.0f}",
+    )
+
+
 def run_generation(
     examples: Sequence[Example],
     template_names: Sequence[str],
@@ -213,79 +306,45 @@ def run_generation(
     sampling = sampling or Sampling()
     templates = [library.get(n) for n in template_names]
     store = ShardStore(out_dir)
-    done = store.finished()
-    if store.bad_lines:
-        logger.warning(
-            "%d cut-off or unreadable lines in %s; their requests are made again",
-            store.bad_lines,
-            store.folder,
-        )
     stats = RunStats()
-    pending = []
-    for key, ex, t, s in plan(examples, templates, backend.model, sampling, samples):
-        stats.requests += 1
-        if key in done and (done[key] or not retry_failed):
-            stats.already_done += 1
-            continue
-        pending.append((key, ex, t, s))
-        if limit is not None and len(pending) >= limit:
-            break
+    pending = pending_requests(
+        examples,
+        templates,
+        backend.model,
+        sampling,
+        samples,
+        store,
+        stats,
+        retry_failed=retry_failed,
+        limit=limit,
+    )
     if not pending:
         return stats
     backend.ensure_loaded()
     start = time.perf_counter()
-    bar = tqdm(total=len(pending), desc=f"generate ({backend.name})", unit="req", disable=not progress)
+    bar = progress_bar(len(pending), backend.name, progress)
     with store.open_writer() as f:
         for i in range(0, len(pending), batch_size):
             chunk = pending[i : i + batch_size]
-            requests = []
-            for key, ex, t, s in chunk:
-                requests.append(
-                    TeacherRequest(
-                        key,
-                        ex.id,
-                        t.name,
-                        s,
-                        library.render(t.name, ex, spec, sees_images=sees_images),
-                        Sampling(
-                            sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.seed + s
-                        ),
-                        spec.answer_schema() if structured and t.kind == "answer" else None,
-                    )
+            requests = [
+                make_request(
+                    library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
                 )
+                for key, ex, t, s in chunk
+            ]
             try:
                 gens = backend.generate(requests)
             except Exception as err:  # a backend that raises for a whole batch: store each request's failure
                 logger.exception("backend failed on a batch of %d requests", len(requests))
-                gens = [
-                    Generation(
-                        r.key,
-                        r.example_id,
-                        r.template,
-                        r.sample,
-                        None,
-                        error=f"backend error: {err.__class__.__name__}: {err}",
-                        model=backend.model,
-                    )
-                    for r in requests
-                ]
+                gens = batch_failed(requests, err, backend.model)
             if len(gens) != len(requests):
                 raise RuntimeError(
                     f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
                 )
             write_batch(f, gens)
-            for g in gens:
-                stats.generated += 1
-                stats.prompt_tokens += g.usage.prompt_tokens
-                stats.completion_tokens += g.usage.completion_tokens
-                if g.error:
-                    stats.failures[g.error.split(":")[0][:60]] += 1
+            account(stats, gens)
             stats.seconds = time.perf_counter() - start
-            bar.update(len(chunk))
-            bar.set_postfix(
-                failed=sum(stats.failures.values()),
-                tok_s=f"{stats.completion_tokens / max(stats.seconds, 1e-9):.0f}",
-            )
+            show(bar, stats, len(chunk))
     bar.close()
     return stats
 

@@ -1,0 +1,156 @@
+"""Scale-out past one process: Ray Data streams the pending requests through a pool of backend replicas
+(for instance one vLLM engine per GPU, or per ``tensor_parallel_size`` GPUs) on one machine or a cluster.
+
+The driver keeps every guarantee of the single-process runner: it plans the requests (finished keys are
+skipped), renders the prompts, and is the only writer of the append-only shards — results stream back in
+batches and each batch is flushed and fsynced before the next is taken. A killed run loses at most the
+results in flight, which the rerun makes again; nothing is written twice. Replicas are Ray actors created by
+``Dataset.map_batches`` with a callable class (``concurrency`` replicas, ``num_gpus`` each); each loads its
+backend once.
+
+Requires the ``ray`` extra: ``pip install "cotdistill[ray]"``. Connect to a running cluster with
+``address`` (``"auto"`` on a cluster node, or ``ray://HOST:10001``); without one Ray starts locally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from cotdistill.distill.backends import Generation, Sampling, TeacherRequest, make_backend
+from cotdistill.distill.runner import (
+    RunStats,
+    ShardStore,
+    account,
+    batch_failed,
+    make_request,
+    pending_requests,
+    progress_bar,
+    show,
+    write_batch,
+)
+from cotdistill.prompts import PromptLibrary
+from cotdistill.records import Example
+from cotdistill.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+def _encode(r: TeacherRequest) -> dict:
+    """A request as one flat row (nested messages as JSON text, which Arrow stores without a schema)."""
+    return {
+        "key": r.key,
+        "example_id": r.example_id,
+        "template": r.template,
+        "sample": r.sample,
+        "messages": json.dumps(r.messages, ensure_ascii=False),
+        "sampling": json.dumps(r.sampling.to_dict()),
+        "schema": json.dumps(r.json_schema) if r.json_schema is not None else "",
+    }
+
+
+def _decode(row: dict) -> TeacherRequest:
+    s = json.loads(row["sampling"])
+    return TeacherRequest(
+        str(row["key"]),
+        str(row["example_id"]),
+        str(row["template"]),
+        int(row["sample"]),
+        json.loads(row["messages"]),
+        Sampling(s["temperature"], s["top_p"], s["max_tokens"], s["seed"]),
+        json.loads(row["schema"]) if row["schema"] else None,
+    )
+
+
+class TeacherReplica:
+    """One backend replica inside a Ray actor: loads the model once, then generates batch after batch."""
+
+    def __init__(self, backend: str, model: str, options: dict):
+        self.backend = make_backend(backend, model, **options)
+        self.backend.ensure_loaded()
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        requests = [_decode(row) for row in batch.to_dict("records")]
+        try:
+            gens = self.backend.generate(requests)
+            if len(gens) != len(requests):
+                raise RuntimeError(f"{len(gens)} generations for {len(requests)} requests")
+        except Exception as err:  # stored per request, never fatal
+            logger.exception("backend replica failed on a batch of %d requests", len(requests))
+            gens = batch_failed(requests, err, self.backend.model)
+        return pd.DataFrame({"generation": [json.dumps(g.to_dict(), ensure_ascii=False) for g in gens]})
+
+
+def run_generation_ray(
+    examples: Sequence[Example],
+    template_names: Sequence[str],
+    library: PromptLibrary,
+    spec: TaskSpec,
+    backend: str,
+    model: str,
+    options: dict,
+    out_dir: str | os.PathLike,
+    *,
+    replicas: int = 1,
+    gpus_per_replica: float = 0.0,
+    address: str | None = None,
+    samples: int = 1,
+    sampling: Sampling | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    sees_images: bool = True,
+    structured: bool = False,
+    progress: bool = True,
+) -> RunStats:
+    """``run_generation`` over ``replicas`` backend replicas with Ray Data (see the module docstring)."""
+    from cotdistill.optional import require
+
+    ray = require("ray", "scale-out over Ray (teacher.ray_replicas > 0)")
+    require("ray.data", "scale-out over Ray (teacher.ray_replicas > 0)")
+    sampling = sampling or Sampling()
+    templates = [library.get(n) for n in template_names]
+    store = ShardStore(out_dir)
+    stats = RunStats()
+    pending = pending_requests(
+        examples, templates, model, sampling, samples, store, stats, retry_failed=retry_failed, limit=limit
+    )
+    if not pending:
+        return stats
+    rows = [
+        _encode(
+            make_request(
+                library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
+            )
+        )
+        for key, ex, t, s in pending
+    ]
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ds = ray.data.from_items(rows).map_batches(
+        TeacherReplica,
+        fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
+        batch_size=batch_size,
+        batch_format="pandas",
+        concurrency=replicas,
+        num_gpus=gpus_per_replica or None,
+    )
+    start = time.perf_counter()
+    bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
+    with store.open_writer() as f:
+        for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
+            gens = [Generation.from_dict(json.loads(text)) for text in batch["generation"]]
+            write_batch(f, gens)
+            account(stats, gens)
+            stats.seconds = time.perf_counter() - start
+            show(bar, stats, len(gens))
+    bar.close()
+    return stats
+
+
+__all__ = ["TeacherReplica", "run_generation_ray"]
