@@ -98,3 +98,27 @@ def test_a_real_model_backend_runs_inside_the_actors(local_ray, tmp_path):
     )
     assert stats.generated == 8 and not stats.failures
     assert all(g.usage.completion_tokens > 0 for g in ShardStore(tmp_path / "teacher").load().values())
+
+
+def test_the_generate_stage_uses_ray_when_asked(local_ray, tmp_path):
+    from cotdistill import pipeline
+    from cotdistill.config import load_config
+    from cotdistill.demo import write_synthetic_twitter
+
+    data = write_synthetic_twitter(tmp_path / "data")
+    config = load_config(
+        None,
+        [
+            f"run_dir={tmp_path / 'runs'}",
+            f"data.data_dir={data}",
+            "data.splits=[valid]",
+            "teacher.backend=echo",
+            "teacher.model=echo",
+            "teacher.templates=[mner.answer]",
+            "teacher.ray_replicas=2",
+            "teacher.options.text=Named entities:1. Paris (city)",
+        ],
+    )
+    summary = pipeline.generate(config)
+    assert summary["valid"]["generated"] == 12 and summary["valid"]["failures"] == 0
+    assert len(ShardStore(config.path / "teacher" / "valid").load()) == 12
