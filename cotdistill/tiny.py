@@ -219,3 +219,56 @@ def tiny_qwen2_vl(kind: str = "qwen2_vl"):
         vision_config=vision,
     )
     return Model(config)
+
+
+def image_only_qwen2_vl_processor(tokenizer, min_pixels: int = 56 * 56, max_pixels: int = 112 * 112):
+    """A Qwen2-VL processor for images only: transformers' Qwen2VLProcessor insists on a video processor,
+    which needs torchvision (no CPU build here). Same image processor (the PIL one), same expansion of
+    ``<|image_pad|>`` into one token per merged patch, same chat template."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+            self.image_token = "<|image_pad|>"
+            self.video_token = "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = None
+
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+    return ImageOnlyQwen2VLProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
+
+
+def tiny_qwen2_vl_teacher(out_dir, seed: int = 0) -> str:
+    """A tiny Qwen2-VL (random weights, 1-block vision tower, 2-layer language model) and the tiny BPE
+    tokenizer, saved for ``AutoModelForImageTextToText``; pair it with ``image_only_qwen2_vl_processor``."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    tok = tiny_bpe_tokenizer()
+    torch.manual_seed(seed)
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+        vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2},
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.pad_token_id,  # no video here; an id that never occurs in a prompt
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+    )
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    return str(out_dir)

@@ -565,7 +565,9 @@ class TransformersBackend(Backend):
                 )
             seconds = (time.perf_counter() - t0) / len(chunk)
             new = out[:, inputs["input_ids"].shape[1] :]
-            for row, (n_prompt, i, _, _) in zip(new, chunk, strict=True):
+            # prompt tokens as the model saw them: image placeholders expanded, padding not counted
+            seen = inputs["attention_mask"].sum(dim=1).tolist()
+            for row, n_prompt, (_, i, _, _) in zip(new, seen, chunk, strict=True):
                 r = requests[i]
                 ids = row[: r.sampling.max_tokens]
                 ids = ids[ids != self.tokenizer.pad_token_id]
@@ -576,7 +578,7 @@ class TransformersBackend(Backend):
                     r.template,
                     r.sample,
                     text,
-                    Usage(n_prompt, int(ids.numel()), seconds),
+                    Usage(int(n_prompt), int(ids.numel()), seconds),
                     None,
                     self.model,
                 )

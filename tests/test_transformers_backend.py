@@ -69,3 +69,49 @@ def test_runner_with_transformers_backend(lm, tmp_path):
     )
     assert stats.generated == 8 and not stats.failures
     assert len(ShardStore(tmp_path).load()) == 8
+
+
+def test_vision_language_teacher_on_real_mnre_images(datasets_dir, tmp_path, monkeypatch):
+    """A tiny random Qwen2-VL built from a config sees the real MNRE sample images through the backend."""
+    import transformers
+    from conftest import need
+    from transformers import AutoTokenizer
+
+    from cotdistill.readers import load_split
+    from cotdistill.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
+
+    root = need(datasets_dir, "mnre")
+    path = tiny_qwen2_vl_teacher(tmp_path / "qwen2vl")
+    processor = image_only_qwen2_vl_processor(AutoTokenizer.from_pretrained(path))
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", lambda *a, **k: processor)
+    test = load_split("mnre", root, "test")
+    with_image = [ex for ex in test.examples if ex.image][:3]
+    without = [ex for ex in test.examples if not ex.image][:1]
+    assert len(with_image) == 3, "the MNRE sample ships some images"
+    examples = with_image + without
+    spec = TaskSpec.from_examples("mre", test.examples)
+    backend = TransformersBackend(path, batch_size=4, device="cpu")
+    stats = run_generation(
+        examples,
+        ["mre.multimodal", "mre.answer"],
+        PromptLibrary(),
+        spec,
+        backend,
+        tmp_path / "teacher",
+        sampling=Sampling(max_tokens=6),
+        progress=False,
+    )
+    assert stats.generated == 8 and not stats.failures
+    gens = list(ShardStore(tmp_path / "teacher").load().values())
+    assert all(g.usage.completion_tokens > 0 for g in gens)
+    # usage counts the prompt as the model saw it: each image adds its <|image_pad|> tokens
+    library = PromptLibrary()
+    by_id = {ex.id: ex for ex in examples}
+    for g in gens:
+        messages = library.render(g.template, by_id[g.example_id], spec, sees_images=True)
+        text, _ = backend._prepare(TeacherRequest("k", g.example_id, g.template, 0, messages, Sampling()))
+        n_text = len(backend.tokenizer(text)["input_ids"])
+        if by_id[g.example_id].image:
+            assert g.usage.prompt_tokens > n_text + 4
+        else:
+            assert g.usage.prompt_tokens == n_text
