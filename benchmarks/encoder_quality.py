@@ -46,15 +46,24 @@ def run_one(spec: dict) -> dict:
     from cotdistill.student.train import EncoderTrainingConfig, train_encoder
 
     root = Path(spec["data_dir"]) / spec["dataset"]
-    splits = {s: load_split(spec["dataset"], root, s).examples for s in ("train", "valid", "test")}
+    loaded = {s: load_split(spec["dataset"], root, s) for s in ("train", "valid", "test")}
+    task = loaded["train"].task
+    splits = {s: ds.examples for s, ds in loaded.items()}
     knowledge: dict[str, str] = {}
     coverage = {}
-    for s, exs in splits.items():
-        al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{s}.txt"))
-        knowledge.update(al.knowledge)
-        coverage[s] = {"matched": len(al.knowledge), "missing": len(al.missing_examples)}
+    if (root / "pgim").is_dir():
+        for s, exs in splits.items():
+            al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{s}.txt"))
+            knowledge.update(al.knowledge)
+            coverage[s] = {"matched": len(al.knowledge), "missing": len(al.missing_examples)}
+    elif spec["condition"] != "a":
+        raise SystemExit(f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies")
     cfg = EncoderConfig(
-        model=spec["model"], crf=spec["crf"], max_length=spec["max_length"], **CONDITIONS[spec["condition"]]
+        model=spec["model"],
+        task=task,
+        crf=spec["crf"] and task != "mre",
+        max_length=spec["max_length"],
+        **CONDITIONS[spec["condition"]],
     )
     bf16 = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,10 +83,10 @@ def run_one(spec: dict) -> dict:
         scores = {}
         for s in ("valid", "test"):
             preds = decode_predictions(model, feat, splits[s], knowledge)
-            sc = score_answers("mner", [ex.gold for ex in splits[s]], [p.answer for p in preds])
-            scores[s] = {k: sc[k] for k in ("precision", "recall", "f1")}
+            sc = score_answers(task, [ex.gold for ex in splits[s]], [p.answer for p in preds])
+            scores[s] = {k: sc[k] for k in ("precision", "recall", "f1", "accuracy") if k in sc}
             if s == "test":
-                scores[s]["per_type"] = {t: v["f1"] for t, v in sc["per_type"].items()}
+                scores[s]["per_type"] = {t: v["f1"] for t, v in sc.get("per_type", {}).items()}
                 if spec.get("predictions_dir"):
                     name = f"{spec['dataset']}-{spec['condition']}-s{spec['seed']}.jsonl"
                     Path(spec["predictions_dir"]).mkdir(parents=True, exist_ok=True)
@@ -89,6 +98,7 @@ def run_one(spec: dict) -> dict:
     parameters = sum(p.numel() for p in model.parameters())
     return {
         **spec,
+        "task": task,
         "eval_view": cfg.eval_view,
         "dev": scores["valid"],
         "test": scores["test"],
