@@ -396,9 +396,14 @@ class GenerativeFeaturizer:
             "prompt_length": len(prompt_ids),
             "image_tokens": image_tokens,
             "id": item.example.id,
+            "per_token": {},  # processor outputs with one value per token (e.g. mm_token_type_ids)
         }
         if with_pixels:
-            out.update(extra)
+            for k, v in extra.items():
+                if v.dim() == 2 and v.shape == (1, len(prompt_ids)):
+                    out["per_token"][k] = v[0].tolist() + [0] * len(response)
+                else:
+                    out[k] = v
         return out
 
 
@@ -462,6 +467,7 @@ class GenerativeDataset(torch.utils.data.Dataset):
         enc = self.featurizer.encode(self.items[i])
         keep = len(self.encoded[i]["input_ids"])
         enc["input_ids"], enc["labels"] = enc["input_ids"][:keep], enc["labels"][:keep]
+        enc["per_token"] = {k: v[:keep] for k, v in enc["per_token"].items()}
         return enc
 
 
@@ -508,6 +514,7 @@ def collate(features: list, pad_id: int) -> dict:
     attention = torch.zeros((B, width), dtype=torch.long)
     kinds = []
     extras: dict[str, list] = {}
+    per_token: dict[str, torch.Tensor] = {}
     for b, row in enumerate(rows):
         pos = 0
         for enc in row:
@@ -518,6 +525,10 @@ def collate(features: list, pad_id: int) -> dict:
             position_ids[b, pos : pos + n] = torch.arange(n)
             attention[b, pos : pos + n] = 1
             kinds.append(enc["kind"])
+            for k, v in enc.get("per_token", {}).items():
+                if k not in per_token:
+                    per_token[k] = torch.zeros((B, width), dtype=torch.long)
+                per_token[k][b, pos : pos + n] = torch.tensor(v)
             for k, v in enc.items():
                 if isinstance(v, torch.Tensor):
                     extras.setdefault(k, []).append(v)
@@ -535,6 +546,7 @@ def collate(features: list, pad_id: int) -> dict:
         batch["attention_mask"] = attention
     for k, vs in extras.items():
         batch[k] = torch.cat(vs, dim=0)
+    batch.update(per_token)
     return batch
 
 
@@ -677,6 +689,11 @@ def _trainer_class():
 
         def __init__(self, *args, gen_config=None, processor=None, dev_examples=(), eval_examples=0, **kw):
             super().__init__(*args, **kw)
+            # distill_loss is a mean, not a sum over num_items_in_batch: let the Trainer divide it by the
+            # gradient accumulation steps
+            self.model_accepts_loss_kwargs = False
+            if hasattr(self, "loss_is_scaled_for_ga"):
+                self.loss_is_scaled_for_ga = False
             self.gen_config = gen_config
             self.processor = processor
             self.dev_examples = list(dev_examples)[: eval_examples or None]

@@ -352,3 +352,34 @@ def test_images_are_resized_under_max_pixels(tmp_path):
     image = load_image(path, 100 * 100)
     assert image.size[0] * image.size[1] <= 100 * 100 and abs(image.size[0] / image.size[1] - 2) < 0.05
     assert load_image(str(tmp_path / "nope.jpg"), 10_000) is None
+
+
+def test_qwen2_vl_student_trains_and_predicts(tmp_path, monkeypatch):
+    """The Qwen2-VL path: image grids, per-token processor outputs, M-RoPE positions, LoRA off the vision tower."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    from cotdistill.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
+
+    path = tiny_qwen2_vl_teacher(tmp_path / "qwen2vl")
+    processor = image_only_qwen2_vl_processor(AutoTokenizer.from_pretrained(path))
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", lambda *a, **k: processor)
+    exs = examples(4, images=[*images(tmp_path, 3), None])
+    cfg = GenerativeConfig(model=path, labels=LABELS, lora_r=4, max_new_tokens=6, max_length=512)
+    training = GenerativeTrainingConfig(
+        output_dir=str(tmp_path / "out"), epochs=1, batch_size=2, logging_steps=1
+    )
+    model, proc, history = train_generative(cfg, training, exs, exs[:2], RATIONALES)
+    assert cfg.vision is True and any("loss" in h for h in history)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and not any("visual" in n for n in trainable)
+    batch = collate(
+        [GenerativeDataset(GenerativeFeaturizer(cfg, proc), chat_items(exs[:2], {}, 1.0))[i] for i in (0, 1)],
+        0,
+    )
+    assert (
+        batch["image_grid_thw"].shape == (2, 3)
+        and batch["mm_token_type_ids"].shape == batch["input_ids"].shape
+    )
+    preds = predict_generative(model, proc, cfg, exs, progress=False)
+    assert [p.id for p in preds] == ["0", "1", "2", "3"] and all(p.usage.prompt_tokens > 0 for p in preds)
