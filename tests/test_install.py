@@ -65,6 +65,12 @@ def test_wheel_contents_and_regular_install(tmp_path):
         "cotdistill/student/__init__.py",
         "cotdistill/prompts/templates/mner/answer.j2",
         "cotdistill/prompts/templates/common/base.j2",
+        "cotdistill/configs/smoke.yaml",
+        "cotdistill/configs/twitter2015.yaml",
+        "cotdistill/student/generative.py",
+        "cotdistill/distill/scale.py",
+        "cotdistill/pipeline.py",
+        "cotdistill/demo.py",
     ]:
         assert expected in names
     target = tmp_path / "site"
