@@ -57,7 +57,9 @@ def run_one(spec: dict) -> dict:
             knowledge.update(al.knowledge)
             coverage[s] = {"matched": len(al.knowledge), "missing": len(al.missing_examples)}
     elif spec["condition"] != "a":
-        raise SystemExit(f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies")
+        raise SystemExit(
+            f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies"
+        )
     cfg = EncoderConfig(
         model=spec["model"],
         task=task,

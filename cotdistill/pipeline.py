@@ -279,7 +279,7 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
             knowledge_texts,
         )
     else:
-        from cotdistill.student.generative import GenerativeTrainingConfig, rationales, train_generative
+        from cotdistill.student.generative import GenerativeTrainingConfig, train_generative
 
         training = _same_named(
             s, GenerativeTrainingConfig, output_dir=str(out), resume_from_checkpoint=resume or None
@@ -289,9 +289,7 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
             training,
             train_split.examples,
             valid_split.examples,
-            {}
-            if s.knowledge == "none"
-            else rationales(config.path / "knowledge", ["train"], kept_only=s.knowledge == "kept"),
+            student_knowledge(config, ["train"]),  # the rationale task's targets
         )
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

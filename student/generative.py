@@ -744,7 +744,9 @@ def train_generative(
 ):
     """Train a generative student; returns (best model by dev F1, processor, log history). The adapter,
     processor and ``cotdistill_student.json`` go to ``<output_dir>/best``."""
-    from transformers import TrainingArguments, set_seed
+    from transformers import set_seed
+
+    from cotdistill.student.train import training_arguments
 
     if not config.labels:
         config.labels = _labels_from(config.task, train_examples)
@@ -764,29 +766,7 @@ def train_generative(
     dataset = GenerativeDataset(featurizer, chat_items(train_examples, rationales, config.alpha))
     train_ds = PackedDataset(dataset, config.max_length) if config.packing else dataset
     pad = tokenizer_of(processor).pad_token_id
-    args = TrainingArguments(
-        output_dir=training.output_dir,
-        use_cpu=not torch.cuda.is_available(),
-        num_train_epochs=training.epochs,
-        learning_rate=training.learning_rate,
-        per_device_train_batch_size=training.batch_size,
-        per_device_eval_batch_size=training.eval_batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        warmup_steps=training.warmup_ratio,
-        weight_decay=training.weight_decay,
-        seed=training.seed,
-        bf16=training.bf16,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=training.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="f1",
-        greater_is_better=True,
-        logging_steps=training.logging_steps,
-        report_to="none",
-        dataloader_num_workers=training.dataloader_num_workers,
-        remove_unused_columns=False,
-    )
+    args = training_arguments(training)
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -871,26 +851,6 @@ def merge_student(path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def rationales(knowledge_dir: str | Path, splits: Sequence[str], kept_only: bool = True) -> dict[str, str]:
-    """id → knowledge text from ``knowledge/<split>.jsonl`` (only the kept examples, by default)."""
-    from cotdistill.readers.common import DataFormatError
-
-    out: dict[str, str] = {}
-    for split in splits:
-        path = Path(knowledge_dir) / f"{split}.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; run the knowledge stage first")
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                    if row["knowledge"] and (row["kept"] or not kept_only):
-                        out[row["id"]] = row["knowledge"]
-                except (ValueError, KeyError, TypeError) as err:
-                    raise DataFormatError(path, lineno, f"not a knowledge record ({err})") from None
-    return out
-
-
 __all__ = [
     "GenerativeConfig",
     "GenerativeConfigError",
@@ -904,7 +864,6 @@ __all__ = [
     "pack",
     "predict_generative",
     "quantization_config",
-    "rationales",
     "train_generative",
     "unquantized_modules",
 ]

@@ -31,6 +31,35 @@ from cotdistill.student.encoder import (
 logger = logging.getLogger(__name__)
 
 
+def training_arguments(training) -> TrainingArguments:
+    """TrainingArguments shared by both students: a dev evaluation and a checkpoint every epoch, the best
+    epoch by dev F1 kept. ``training`` is an ``EncoderTrainingConfig`` or a ``GenerativeTrainingConfig``."""
+    return TrainingArguments(
+        output_dir=training.output_dir,
+        # without a GPU, torchrun/accelerate launch still run data-parallel: several CPU processes over gloo
+        use_cpu=not torch.cuda.is_available(),
+        num_train_epochs=training.epochs,
+        learning_rate=training.learning_rate,
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.eval_batch_size,
+        gradient_accumulation_steps=getattr(training, "gradient_accumulation_steps", 1),
+        warmup_steps=training.warmup_ratio,  # a float below 1 is a share of the training steps
+        weight_decay=training.weight_decay,
+        seed=training.seed,
+        bf16=training.bf16,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=training.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_steps=training.logging_steps,
+        report_to="none",
+        dataloader_num_workers=training.dataloader_num_workers,
+        remove_unused_columns=False,
+    )
+
+
 @dataclass
 class EncoderTrainingConfig:
     """The training loop's settings (passed on to ``transformers.TrainingArguments``)."""
@@ -118,29 +147,7 @@ def train_encoder(
     featurizer = EncoderFeaturizer(config, tokenizer)
     model = EncoderTagger(config, encoder=encoder)
     train_ds = EncoderDataset(featurizer, train_examples, knowledge, train=True)
-    args = TrainingArguments(
-        output_dir=training.output_dir,
-        # without a GPU, torchrun/accelerate launch still run data-parallel: several CPU processes over gloo
-        use_cpu=not torch.cuda.is_available(),
-        num_train_epochs=training.epochs,
-        learning_rate=training.learning_rate,
-        per_device_train_batch_size=training.batch_size,
-        per_device_eval_batch_size=training.eval_batch_size,
-        warmup_steps=training.warmup_ratio,
-        weight_decay=training.weight_decay,
-        seed=training.seed,
-        bf16=training.bf16,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=training.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="f1",
-        greater_is_better=True,
-        logging_steps=training.logging_steps,
-        report_to="none",
-        dataloader_num_workers=training.dataloader_num_workers,
-        remove_unused_columns=False,
-    )
+    args = training_arguments(training)
     pad = tokenizer.pad_token_id or 0
     trainer = EncoderTrainer(
         model=model,
