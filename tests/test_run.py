@@ -156,3 +156,51 @@ def test_stage_commands_share_the_run_directory(tmp_path, assets):
     assert all(t["usage"]["prompt_tokens"] > 0 for t in teacher)
     shutil.rmtree(tmp_path / "runs" / "smoke" / "predictions")
     assert main(["run", SMOKE, *args]) == 0  # picks up at the first stage it has no record of
+
+
+def test_run_on_relation_extraction(tmp_path, assets):
+    """The MRE path end to end: MNRE-format files, a teacher answering with relation labels, the pair classifier."""
+    _, _, student = assets
+    data = tmp_path / "mnre"
+    data.mkdir()
+    records = [
+        (["Bill", "Gates", "founded", "Microsoft"], (0, 2), (3, 4), "/per/org/member_of"),
+        (["Obama", "visits", "Paris", "today"], (0, 1), (2, 3), "/per/loc/place_of_residence"),
+        (["Apple", "opens", "in", "London"], (0, 1), (3, 4), "/org/loc/locate_at"),
+        (["Messi", "and", "Taylor", "Swift"], (0, 1), (2, 4), "None"),
+    ]
+    for split, name in (("train", "mnre_train.txt"), ("valid", "mnre_val .txt"), ("test", "mnre_test.txt")):
+        lines = []
+        for k in range(3):
+            for i, (tokens, h, t, label) in enumerate(records):
+                rec = {
+                    "token": tokens,
+                    "h": {"name": " ".join(tokens[h[0] : h[1]]), "pos": list(h)},
+                    "t": {"name": " ".join(tokens[t[0] : t[1]]), "pos": list(t)},
+                    "img_id": f"{split}{k}{i}.jpg",
+                    "relation": label,
+                }
+                lines.append(repr(rec))
+        (data / name).write_text("\n".join(lines) + "\n")
+    args = [
+        f"run_dir={tmp_path / 'runs'}",
+        "data.dataset=mnre",
+        f"data.data_dir={data}",
+        "teacher.backend=echo",
+        "teacher.model=echo",
+        "teacher.templates=[mre.sentence, mre.answer]",
+        "knowledge.answer_template=mre.answer",
+        'teacher.options.text=\'{"relation": "/per/org/member_of"}\'',  # quoted: values are YAML
+        f"student.model={student}",
+        "student.crf=false",
+    ]
+    assert main(["run", SMOKE, *args]) == 0
+    run = tmp_path / "runs" / "smoke"
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["task"] == "mre" and "confusion" in metrics
+    teacher = metrics["systems"]["teacher"]
+    # always member_of: 3 of its 12 answers right; 3 of the 9 gold relations (not None) found
+    assert teacher["parse_failures"] == 0
+    assert abs(teacher["precision"] - 3 / 12) < 1e-9 and abs(teacher["recall"] - 3 / 9) < 1e-9
+    preds = [json.loads(x) for x in (run / "predictions" / "student-test.jsonl").read_text().splitlines()]
+    assert len(preds) == 12 and all(p["answer"]["relations"][0]["label"] for p in preds)
