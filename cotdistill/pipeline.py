@@ -653,6 +653,7 @@ def run(
                 raise StageError(
                     f"stage {stage!r} failed: {err.__class__.__name__}: {err}\n"
                     f"  finished stages are kept in {run_dir}; fix the cause and rerun the same command to resume at {stage!r}"
+                    f" (or add --redo {stage} to start that stage afresh)"
                 ) from err
             seconds = time.perf_counter() - start
             log.mark(stage, summary, seconds, _digest(config, stage))

@@ -8,6 +8,7 @@ classes; heavy packages are imported inside ``load()`` with an install hint.
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import os
 import time
@@ -195,6 +196,8 @@ class EchoBackend(Backend):
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
         text = self.options.get("text", "{}")
+        if not isinstance(text, str):  # e.g. a YAML mapping given where a JSON string was meant
+            text = json.dumps(text, ensure_ascii=False)
         delay = float(self.options.get("delay", 0.0))
         if delay:
             time.sleep(delay)

@@ -264,6 +264,22 @@ def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str)
     ]
 
 
+def checked(g: Generation) -> Generation:
+    """A generation whose text is not a string is stored as failed, never passed on to the parsers."""
+    if g.error is None and not isinstance(g.text, str):
+        return Generation(
+            g.key,
+            g.example_id,
+            g.template,
+            g.sample,
+            None,
+            g.usage,
+            f"backend error: returned {type(g.text).__name__} instead of text",
+            g.model,
+        )
+    return g
+
+
 def account(stats: RunStats, gens: Sequence[Generation]) -> None:
     for g in gens:
         stats.generated += 1
@@ -341,6 +357,7 @@ def run_generation(
                 raise RuntimeError(
                     f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
                 )
+            gens = [checked(g) for g in gens]
             write_batch(f, gens)
             account(stats, gens)
             stats.seconds = time.perf_counter() - start

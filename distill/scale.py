@@ -26,6 +26,7 @@ from cotdistill.distill.runner import (
     ShardStore,
     account,
     batch_failed,
+    checked,
     make_request,
     pending_requests,
     progress_bar,
@@ -144,7 +145,7 @@ def run_generation_ray(
     bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
     with store.open_writer() as f:
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
-            gens = [Generation.from_dict(json.loads(text)) for text in batch["generation"]]
+            gens = [checked(Generation.from_dict(json.loads(text))) for text in batch["generation"]]
             write_batch(f, gens)
             account(stats, gens)
             stats.seconds = time.perf_counter() - start

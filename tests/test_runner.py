@@ -147,3 +147,21 @@ def test_kill_9_at_any_moment_loses_and_duplicates_nothing(tmp_path):
     keys = _stored_keys(out)
     assert len(keys) == len(set(keys)) == 800  # every request exactly once
     assert len(ShardStore(out).shards()) == 4
+
+
+def test_a_backend_returning_non_text_is_a_stored_failure(tmp_path):
+    from cotdistill.distill.backends import Generation
+
+    class Odd(EchoBackend):
+        def generate(self, requests):
+            return [
+                Generation(r.key, r.example_id, r.template, r.sample, {"not": "text"}, model=self.model)  # type: ignore[arg-type]
+                for r in requests
+            ]
+
+    stats = run_generation(
+        examples(2), ["mner.answer"], PromptLibrary(), SPEC, Odd("odd"), tmp_path, progress=False
+    )
+    assert sum(stats.failures.values()) == 2
+    gens = ShardStore(tmp_path).load().values()
+    assert all(g.text is None and "instead of text" in g.error for g in gens)
