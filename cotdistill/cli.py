@@ -15,6 +15,7 @@ from cotdistill.eval.scoring import label_counts
 from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
+from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger("cotdistill")
 
@@ -167,16 +168,6 @@ def _load_gold(args) -> tuple[str, list, str]:
     return ds.task, ds.examples, f"{args.dataset} {ds.split}"
 
 
-def _labels(task: str, gold: list) -> list[str]:
-    from cotdistill.tasks import TaskSpec, is_no_relation
-
-    return [
-        lab
-        for lab in TaskSpec.from_examples(task, gold).labels
-        if not (task == "mre" and is_no_relation(lab))
-    ]
-
-
 def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
     existing = [str(out / n) for n in names if (out / n).exists()]
     if existing and not overwrite:
@@ -254,7 +245,7 @@ def cmd_compare(args) -> int:
         task,
         gold,
         systems,
-        _labels(task, gold),
+        TaskSpec.from_examples(task, gold).scored_labels,
         resamples=args.resamples,
         seed=args.seed,
         params=_named(args.params, int, "--params"),

@@ -68,12 +68,12 @@ class StageError(RuntimeError):
 
 
 def load_splits(config: RunConfig, splits: Sequence[str] | None = None) -> dict[str, DatasetSplit]:
+    return {canonical_split(split): load_one(config, split) for split in splits or config.data.splits}
+
+
+def load_one(config: RunConfig, split: str) -> DatasetSplit:
     d = config.data
-    out = {}
-    for split in splits or d.splits:
-        ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
-        out[canonical_split(split)] = ds
-    return out
+    return load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
 
 
 def task_spec(splits: dict[str, DatasetSplit]):
@@ -256,41 +256,27 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
     from cotdistill.tasks import TaskSpec
 
     kind = _check_kind(config)
-    d = config.data
-    train_split = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir)
-    valid_split = load_split(d.dataset, d.data_dir, "valid", image_dir=d.image_dir)
+    train_split, valid_split = load_one(config, "train"), load_one(config, "valid")
     labels = TaskSpec.from_examples(train_split.task, train_split.examples).labels
     out = config.path / "student"
     if resume is True:
         resume = _last_checkpoint(out)
-    s = config.student
     if kind == "encoder":
-        from cotdistill.student.train import EncoderTrainingConfig, train_encoder
+        from cotdistill.student.train import EncoderTrainingConfig as Training
+        from cotdistill.student.train import train_encoder as train_student
 
-        knowledge_texts = student_knowledge(config, ["train", "valid"])
-        training = _same_named(
-            s, EncoderTrainingConfig, output_dir=str(out), resume_from_checkpoint=resume or None
-        )
-        model, _, history = train_encoder(
-            encoder_config(config, labels, train_split.task),
-            training,
-            train_split.examples,
-            valid_split.examples,
-            knowledge_texts,
-        )
+        student = encoder_config(config, labels, train_split.task)
+        texts = student_knowledge(config, ["train", "valid"])  # the context it reads
     else:
-        from cotdistill.student.generative import GenerativeTrainingConfig, train_generative
+        from cotdistill.student.generative import GenerativeTrainingConfig as Training
+        from cotdistill.student.generative import train_generative as train_student
 
-        training = _same_named(
-            s, GenerativeTrainingConfig, output_dir=str(out), resume_from_checkpoint=resume or None
-        )
-        model, _, history = train_generative(
-            generative_config(config, labels, train_split.task),
-            training,
-            train_split.examples,
-            valid_split.examples,
-            student_knowledge(config, ["train"]),  # the rationale task's targets
-        )
+        student = generative_config(config, labels, train_split.task)
+        texts = student_knowledge(config, ["train"])  # the rationale task's targets
+    training = _same_named(
+        config.student, Training, output_dir=str(out), resume_from_checkpoint=resume or None
+    )
+    model, _, history = train_student(student, training, train_split.examples, valid_split.examples, texts)
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
@@ -315,13 +301,12 @@ def _write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool)
 
 def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
     """The trained student on one split → ``RUN/predictions/student-<split>.jsonl``."""
-    d = config.data
-    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    from cotdistill.student import read_student_config
+
+    ds = load_one(config, split)
+
     best = config.path / "student" / "best"
-    meta = best / "cotdistill_student.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{meta} does not exist; train the student first ('cotdistill train')")
-    kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    kind, _ = read_student_config(best)
     source = f"student:{Path(config.student.model).name}"
     if kind == "generative":
         from cotdistill.student.generative import load_generative_student, predict_generative
@@ -354,8 +339,7 @@ def predict_teacher(config: RunConfig, split: str = "test", *, overwrite: bool =
     from cotdistill.distill.runner import ShardStore
     from cotdistill.records import answer_from_dict
 
-    d = config.data
-    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    ds = load_one(config, split)
     path = config.path / "knowledge" / f"{ds.split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
@@ -408,57 +392,59 @@ def predict(config: RunConfig, split: str = "test", *, overwrite: bool = False) 
     }
 
 
-def _systems(config: RunConfig, split: str) -> list[tuple[str, Path]]:
+def _systems(config: RunConfig, split: str):
+    """The test split and the teacher's and the student's predictions on it, lined up with gold."""
+    from cotdistill.eval.predictions import align, read_predictions
+
+    ds = load_one(config, split)
     folder = config.path / "predictions"
-    return [(name, folder / f"{name}-{split}.jsonl") for name in ("teacher", "student")]
+    systems = []
+    for name in ("teacher", "student"):
+        path = folder / f"{name}-{ds.split}.jsonl"
+        preds = read_predictions(path, ds.task, ds.examples, source=name)
+        systems.append((path, align(ds.examples, preds, source=name)))
+    return ds, systems
 
 
 def evaluate(config: RunConfig, split: str = "test") -> dict:
     """Each system's metrics against gold → ``RUN/report/scores/<system>-<split>.json``."""
-    from cotdistill.eval.predictions import align, read_predictions, system_metrics
+    from cotdistill.eval.predictions import system_metrics
 
-    d = config.data
-    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    ds, systems = _systems(config, split)
     out = config.path / "report" / "scores"
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
-    for name, path in _systems(config, ds.split):
-        system = align(ds.examples, read_predictions(path, ds.task, ds.examples, source=name), source=name)
+    for path, system in systems:
         metrics = system_metrics(ds.task, ds.examples, system)
-        metrics.update(gold=f"{d.dataset} {ds.split}", predictions=str(path))
-        (out / f"{name}-{ds.split}.json").write_text(
+        metrics.update(gold=f"{config.data.dataset} {ds.split}", predictions=str(path))
+        (out / f"{system.source}-{ds.split}.json").write_text(
             json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        summary[name] = {"f1": metrics["f1"], "coverage": metrics["coverage"]}
+        summary[system.source] = {"f1": metrics["f1"], "coverage": metrics["coverage"]}
     return summary
 
 
 def compare(config: RunConfig, split: str = "test", params: dict[str, int] | None = None) -> dict:
     """Teacher against student with CIs and significance → ``RUN/report/report.{md,html}`` and metrics.json."""
     from cotdistill.eval.compare import compare_systems
-    from cotdistill.eval.predictions import align, read_predictions
     from cotdistill.eval.report import write_report
-    from cotdistill.tasks import TaskSpec, is_no_relation
+    from cotdistill.tasks import TaskSpec
 
-    d = config.data
-    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
-    systems = [
-        align(ds.examples, read_predictions(path, ds.task, ds.examples, source=name), source=name)
-        for name, path in _systems(config, ds.split)
-    ]
-    labels = [
-        lab
-        for lab in TaskSpec.from_examples(ds.task, ds.examples).labels
-        if not (ds.task == "mre" and is_no_relation(lab))
-    ]
+    ds, systems = _systems(config, split)
     e = config.evaluation
     result = compare_systems(
-        ds.task, ds.examples, systems, labels, resamples=e.resamples, seed=e.seed, params=params
+        ds.task,
+        ds.examples,
+        [system for _, system in systems],
+        TaskSpec.from_examples(ds.task, ds.examples).scored_labels,
+        resamples=e.resamples,
+        seed=e.seed,
+        params=params,
     )
     provenance = {
         "command": f"cotdistill run {config.path / 'config.yaml'}",
-        "gold": f"{d.dataset} {ds.split}",
-        "predictions": {name: str(path) for name, path in _systems(config, ds.split)},
+        "gold": f"{config.data.dataset} {ds.split}",
+        "predictions": {system.source: str(path) for path, system in systems},
     }
     files = write_report(result, config.path / "report", provenance)
     return {
@@ -509,9 +495,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("knowledge.min_f1 and knowledge.min_agreement must lie in [0, 1]")
     if config.student.knowledge not in ("all", "kept", "none"):
         raise ConfigError(f"student.knowledge={config.student.knowledge!r}; expected all, kept or none")
-    kind = config.student.kind
-    if kind not in ("encoder", "generative"):
-        raise ConfigError(f"student.kind={kind!r}; expected encoder or generative")
+    try:
+        kind = _check_kind(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if config.student.quantization not in ("none", "4bit"):
         raise ConfigError(f"student.quantization={config.student.quantization!r}; expected none or 4bit")
     if kind == "encoder" and config.student.quantization != "none":

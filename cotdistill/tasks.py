@@ -48,6 +48,11 @@ class TaskSpec:
     def metric(self) -> str:
         return METRICS[self.name]
 
+    @property
+    def scored_labels(self) -> list[str]:
+        """The labels a metric reports: every label but MRE's no-relation one."""
+        return [lab for lab in self.labels if not (self.name == "mre" and is_no_relation(lab))]
+
     @classmethod
     def from_examples(
         cls, task: str, examples: Iterable[Example], extra_labels: Iterable[str] = ()

@@ -97,6 +97,31 @@ def tiny_bpe_tokenizer(extra_text=()):
     return fast
 
 
+MROPE = {"type": "mrope", "mrope_section": [1, 1, 2]}  # multimodal rotary sections of a 8-dim head
+
+
+def _text_config(vocab_size: int, **more) -> dict:
+    """The language model every tiny decoder here shares: 2 layers, 32 wide, grouped-query attention."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        **more,
+    }
+
+
+def _save_generator(model, tok, out_dir, processor=None) -> str:
+    """Save a tiny generating model whose generation config stops at the tokenizer's end of turn."""
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(str(out_dir))
+    (processor or tok).save_pretrained(str(out_dir))
+    return str(out_dir)
+
+
 def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02) -> str:
     """A 2-layer Qwen2 causal LM with random weights and the tiny BPE tokenizer, saved for from_pretrained."""
     import torch
@@ -105,17 +130,14 @@ def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02) -> st
     tok = tiny_bpe_tokenizer()
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=initializer_range,
-        bos_token_id=None,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+        **_text_config(
+            len(tok),
+            max_position_embeddings=1024,
+            initializer_range=initializer_range,
+            bos_token_id=None,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
     )
     Qwen2ForCausalLM(config).save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
@@ -161,27 +183,19 @@ def tiny_llava(out_dir, seed: int = 0, extra_text=()) -> str:
             patch_size=14,
         ),
         text_config=Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
+            **_text_config(
+                len(tok),
+                max_position_embeddings=4096,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
         ),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
     )
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(str(out_dir))
-    processor.save_pretrained(str(out_dir))
-    return str(out_dir)
+    return _save_generator(LlavaForConditionalGeneration(config), tok, out_dir, processor)
 
 
 def tiny_qwen2_vl(kind: str = "qwen2_vl"):
@@ -207,15 +221,7 @@ def tiny_qwen2_vl(kind: str = "qwen2_vl"):
         vision = {"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2}
     torch.manual_seed(0)
     config = Config(
-        text_config={
-            "vocab_size": 300,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
-        },
+        text_config=_text_config(300, rope_scaling=MROPE),
         vision_config=vision,
     )
     return Model(config)
@@ -249,26 +255,16 @@ def tiny_qwen2_vl_teacher(out_dir, seed: int = 0) -> str:
     tok = tiny_bpe_tokenizer()
     torch.manual_seed(seed)
     config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tok),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 4096,
-            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
-            "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id,
-        },
+        text_config=_text_config(
+            len(tok),
+            max_position_embeddings=4096,
+            rope_scaling=MROPE,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
         vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2},
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tok.pad_token_id,  # no video here; an id that never occurs in a prompt
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
     )
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(str(out_dir))
-    tok.save_pretrained(str(out_dir))
-    return str(out_dir)
+    return _save_generator(Qwen2VLForConditionalGeneration(config), tok, out_dir)

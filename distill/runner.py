@@ -280,21 +280,22 @@ def checked(g: Generation) -> Generation:
     return g
 
 
-def account(stats: RunStats, gens: Sequence[Generation]) -> None:
+def progress_bar(total: int, name: str, enabled: bool):
+    return tqdm(total=total, desc=f"generate ({name})", unit="req", disable=not enabled)
+
+
+def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, bar) -> None:
+    """One batch of results: checked, written (flushed and fsynced), counted, shown."""
+    gens = [checked(g) for g in gens]
+    write_batch(f, gens)
     for g in gens:
         stats.generated += 1
         stats.prompt_tokens += g.usage.prompt_tokens
         stats.completion_tokens += g.usage.completion_tokens
         if g.error:
             stats.failures[g.error.split(":")[0][:60]] += 1
-
-
-def progress_bar(total: int, name: str, enabled: bool):
-    return tqdm(total=total, desc=f"generate ({name})", unit="req", disable=not enabled)
-
-
-def show(bar, stats: RunStats, n: int) -> None:
-    bar.update(n)
+    stats.seconds = time.perf_counter() - start
+    bar.update(len(gens))
     bar.set_postfix(
         failed=sum(stats.failures.values()),
         tok_s=f"{stats.completion_tokens / max(stats.seconds, 1e-9):.0f}",
@@ -357,11 +358,7 @@ def run_generation(
                 raise RuntimeError(
                     f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
                 )
-            gens = [checked(g) for g in gens]
-            write_batch(f, gens)
-            account(stats, gens)
-            stats.seconds = time.perf_counter() - start
-            show(bar, stats, len(chunk))
+            store_batch(f, gens, stats, start, bar)
     bar.close()
     return stats
 

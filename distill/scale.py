@@ -20,18 +20,17 @@ import os
 import time
 from collections.abc import Sequence
 
+from tqdm.auto import tqdm
+
 from cotdistill.distill.backends import Generation, Sampling, TeacherRequest, make_backend
 from cotdistill.distill.runner import (
     RunStats,
     ShardStore,
-    account,
     batch_failed,
-    checked,
     make_request,
     pending_requests,
     progress_bar,
-    show,
-    write_batch,
+    store_batch,
 )
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
@@ -129,7 +128,9 @@ def run_generation_ray(
                 library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
             )
         )
-        for key, ex, t, s in pending
+        for key, ex, t, s in tqdm(
+            pending, desc="render prompts", unit="req", disable=not progress or len(pending) < 10_000
+        )
     ]
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -145,11 +146,9 @@ def run_generation_ray(
     bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
     with store.open_writer() as f:
         for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
-            gens = [checked(Generation.from_dict(json.loads(text))) for text in batch["generation"]]
-            write_batch(f, gens)
-            account(stats, gens)
-            stats.seconds = time.perf_counter() - start
-            show(bar, stats, len(gens))
+            store_batch(
+                f, [Generation.from_dict(json.loads(text)) for text in batch["generation"]], stats, start, bar
+            )
     bar.close()
     return stats
 

@@ -11,12 +11,11 @@ label distribution (KL at a temperature), so the student runs without a teacher 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from cotdistill.records import (
     RelationAnswer,
     Usage,
 )
+from cotdistill.student import StudentConfigError, read_student_config, save_student_config
 from cotdistill.tags import tags_to_spans
 from cotdistill.tasks import is_no_relation
 
@@ -42,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 VIEWS = ("plain", "knowledge")
 MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
-
-
-class StudentConfigError(ValueError):
-    """A student setting that cannot work; the message names the field and the fix."""
 
 
 @dataclass
@@ -531,11 +527,7 @@ def decode_predictions(
 
 
 def save_config(config: EncoderConfig, out_dir: str | Path) -> None:
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / "cotdistill_student.json").write_text(
-        json.dumps({"kind": "encoder", **asdict(config)}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    save_student_config("encoder", config, out_dir)
 
 
 def load_encoder_student(
@@ -550,14 +542,7 @@ def load_encoder_student(
     from transformers import AutoTokenizer
 
     path = Path(path)
-    meta_file = path / "cotdistill_student.json"
-    if not meta_file.is_file():
-        raise StudentConfigError(
-            f"{path} holds no cotdistill_student.json; point at the 'best' folder that training wrote"
-        )
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    if meta.pop("kind", None) != "encoder":
-        raise StudentConfigError(f"{meta_file} does not describe an encoder student")
+    _, meta = read_student_config(path, "encoder")
     config = EncoderConfig(**meta)
     model = EncoderTagger(config)
     state = load_file(str(path / "model.safetensors"))

@@ -34,6 +34,8 @@ from tqdm.auto import tqdm
 
 from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
+from cotdistill.student import StudentConfigError, read_student_config, save_student_config
+from cotdistill.student.train import TrainingLoopConfig, training_arguments
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ PREFIX = {"answer": "[answer]", "rationale": "[rationale]"}
 QUANTIZATION = ("none", "4bit")
 
 
-class GenerativeConfigError(ValueError):
+class GenerativeConfigError(StudentConfigError):
     """A generative-student setting or input that cannot work; the message names it and the fix."""
 
 
@@ -88,25 +90,19 @@ class GenerativeConfig:
 
 
 @dataclass
-class GenerativeTrainingConfig:
-    """The training loop's settings (passed on to ``transformers.TrainingArguments``)."""
+class GenerativeTrainingConfig(TrainingLoopConfig):
+    """The generative student's training loop: ``TrainingLoopConfig`` with LLM fine-tuning defaults, plus
+    activation checkpointing and how many dev examples to generate after each epoch."""
 
-    output_dir: str
     epochs: float = 3.0
     learning_rate: float = 2e-4
     batch_size: int = 8
     eval_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
-    seed: int = 42
-    bf16: bool = False
+    logging_steps: int = 10
     gradient_checkpointing: bool = False
     eval_examples: int = 0  # dev examples generated each epoch (0: all)
-    save_total_limit: int = 1
-    logging_steps: int = 10
-    dataloader_num_workers: int = 0
-    resume_from_checkpoint: str | bool | None = None
 
 
 # ------------------------------------------------------------------------------------- model loading
@@ -343,12 +339,12 @@ class GenerativeFeaturizer:
         self.image_token_id = getattr(processor, "image_token_id", None)
         if self.image_token_id is None and getattr(processor, "image_token", None):
             self.image_token_id = self.tokenizer.convert_tokens_to_ids(processor.image_token)
-        self.missing_images = 0
+        self.missing_images: set[str] = set()  # ids of examples whose image could not be read
 
     def messages(self, item: ChatItem):
         image = load_image(item.example.image, self.config.max_pixels) if self.config.vision else None
         if self.config.vision and item.example.image and image is None:
-            self.missing_images += 1
+            self.missing_images.add(item.example.id)
         text = instruction(item.kind, item.example, self.config, sees_image=image is not None)
         if not self.config.vision:
             return [{"role": "user", "content": text}], None
@@ -363,17 +359,17 @@ class GenerativeFeaturizer:
         messages, image = self.messages(item)
         return self._template(messages, add_generation_prompt=True), image
 
-    def response_text(self, item: ChatItem) -> str:
-        """The assistant turn exactly as the chat template writes it (end-of-turn tokens included)."""
-        messages, _ = self.messages(ChatItem(item.example, item.kind, None))
-        prompt = self._template(messages, add_generation_prompt=True)
-        full = self._template([*messages, {"role": "assistant", "content": item.target}])
+    def response_text(self, messages: list[dict], prompt: str, target: str) -> str:
+        """The assistant turn exactly as the chat template writes it after ``prompt`` (end-of-turn tokens
+        included)."""
+        full = self._template([*messages, {"role": "assistant", "content": target}])
         if not full.startswith(prompt):
-            return item.target + (self.tokenizer.eos_token or "")  # type: ignore[operator]
+            return target + (self.tokenizer.eos_token or "")
         return full[len(prompt) :]
 
     def encode(self, item: ChatItem, with_pixels: bool = True) -> dict:
-        prompt, image = self.prompt(item)
+        messages, image = self.messages(item)  # the image is read once per encoding
+        prompt = self._template(messages, add_generation_prompt=True)
         if image is not None:
             enc = self.processor(text=[prompt], images=[image], return_tensors="pt")
             prompt_ids = enc["input_ids"][0].tolist()
@@ -385,7 +381,9 @@ class GenerativeFeaturizer:
             sum(t == self.image_token_id for t in prompt_ids) if self.image_token_id is not None else 0
         )
         response = (
-            self.tokenizer(self.response_text(item), add_special_tokens=False)["input_ids"]
+            self.tokenizer(self.response_text(messages, prompt, item.target), add_special_tokens=False)[
+                "input_ids"
+            ]
             if item.target is not None
             else []
         )
@@ -454,7 +452,7 @@ class GenerativeDataset(torch.utils.data.Dataset):
             logger.warning("%d rationales were cut to fit max_length=%d", cut, cfg.max_length)
         if featurizer.missing_images:
             logger.warning(
-                "%d images could not be read; those examples use the caption", featurizer.missing_images
+                "%d images could not be read; those examples use the caption", len(featurizer.missing_images)
             )
         self.vision = bool(cfg.vision)
 
@@ -746,8 +744,6 @@ def train_generative(
     processor and ``cotdistill_student.json`` go to ``<output_dir>/best``."""
     from transformers import set_seed
 
-    from cotdistill.student.train import training_arguments
-
     if not config.labels:
         config.labels = _labels_from(config.task, train_examples)
     config = _resolve_vision(config)
@@ -788,23 +784,11 @@ def train_generative(
 
 
 def save_config(config: GenerativeConfig, out_dir: str | Path) -> None:
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / "cotdistill_student.json").write_text(
-        json.dumps({"kind": "generative", **asdict(config)}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    save_student_config("generative", config, out_dir)
 
 
 def _read_config(path: Path) -> GenerativeConfig:
-    meta_file = path / "cotdistill_student.json"
-    if not meta_file.is_file():
-        raise GenerativeConfigError(
-            f"{path} holds no cotdistill_student.json; point at the 'best' folder that training wrote"
-        )
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    if meta.pop("kind", None) != "generative":
-        raise GenerativeConfigError(f"{meta_file} does not describe a generative student")
-    return GenerativeConfig(**meta)
+    return GenerativeConfig(**read_student_config(path, "generative")[1])
 
 
 def load_generative_student(path: str | Path, device: str | torch.device | None = None, bf16: bool = False):

@@ -31,9 +31,9 @@ from cotdistill.student.encoder import (
 logger = logging.getLogger(__name__)
 
 
-def training_arguments(training) -> TrainingArguments:
+def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
     """TrainingArguments shared by both students: a dev evaluation and a checkpoint every epoch, the best
-    epoch by dev F1 kept. ``training`` is an ``EncoderTrainingConfig`` or a ``GenerativeTrainingConfig``."""
+    epoch by dev F1 kept."""
     return TrainingArguments(
         output_dir=training.output_dir,
         # without a GPU, torchrun/accelerate launch still run data-parallel: several CPU processes over gloo
@@ -42,7 +42,7 @@ def training_arguments(training) -> TrainingArguments:
         learning_rate=training.learning_rate,
         per_device_train_batch_size=training.batch_size,
         per_device_eval_batch_size=training.eval_batch_size,
-        gradient_accumulation_steps=getattr(training, "gradient_accumulation_steps", 1),
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
         warmup_steps=training.warmup_ratio,  # a float below 1 is a share of the training steps
         weight_decay=training.weight_decay,
         seed=training.seed,
@@ -61,14 +61,16 @@ def training_arguments(training) -> TrainingArguments:
 
 
 @dataclass
-class EncoderTrainingConfig:
-    """The training loop's settings (passed on to ``transformers.TrainingArguments``)."""
+class TrainingLoopConfig:
+    """The training loop's settings, shared by both students (passed on to ``transformers.TrainingArguments``
+    by ``training_arguments``)."""
 
     output_dir: str
     epochs: float = 4.0
     learning_rate: float = 1e-4
     batch_size: int = 32
     eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 42
@@ -77,6 +79,11 @@ class EncoderTrainingConfig:
     logging_steps: int = 50
     dataloader_num_workers: int = 0
     resume_from_checkpoint: str | bool | None = None
+
+
+@dataclass
+class EncoderTrainingConfig(TrainingLoopConfig):
+    """The encoder student's training loop (the defaults of ``TrainingLoopConfig``)."""
 
 
 class EncoderTrainer(Trainer):
