@@ -4,6 +4,9 @@ Conditions (the test F1 of each, mean ± std over seeds; hyperparameters are cho
   a  text only                  (train and evaluate on the post alone)
   b  text + PGIM knowledge      (the teacher's ChatGPT knowledge as a second segment, train and test)
   c  conditional distillation   (trained with both views + KL; evaluated text-only, with prompt vectors)
+  t  text + teacher tags        (PGIM's answer, parsed and aligned to the post, as tag embeddings on its words)
+  bt text + PGIM knowledge + teacher tags
+  ct conditional distillation from the view with knowledge and teacher tags; evaluated text-only
 
     python benchmarks/encoder_quality.py --model PATH_TO_MINILM [--datasets twitter2015 twitter2017]
         [--conditions a b c] [--seeds 0 1 2] [--crf] [--parallel 6] [--out FILE]
@@ -33,6 +36,9 @@ CONDITIONS = {
     "a": {"use_knowledge": False, "conditional_distillation": False},
     "b": {"use_knowledge": True, "conditional_distillation": False},
     "c": {"use_knowledge": True, "conditional_distillation": True},
+    "t": {"use_knowledge": False, "teacher_tags": True, "conditional_distillation": False},
+    "bt": {"use_knowledge": True, "teacher_tags": True, "conditional_distillation": False},
+    "ct": {"use_knowledge": True, "teacher_tags": True, "conditional_distillation": True},
 }
 
 
@@ -41,6 +47,7 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from cotdistill.eval.scoring import score_answers
+    from cotdistill.parsing import parse_mner
     from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
     from cotdistill.student.encoder import EncoderConfig, decode_predictions
     from cotdistill.student.train import EncoderTrainingConfig, train_encoder
@@ -50,12 +57,23 @@ def run_one(spec: dict) -> dict:
     task = loaded["train"].task
     splits = {s: ds.examples for s, ds in loaded.items()}
     knowledge: dict[str, str] = {}
+    teacher_answers = {}  # the teacher's answer parsed from its knowledge, aligned to the post's tokens
     coverage = {}
+    labels = sorted({e.type for ex in splits["train"] for e in ex.gold.entities}) if task == "mner" else []
     if (root / "pgim").is_dir():
         for s, exs in splits.items():
             al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{s}.txt"))
             knowledge.update(al.knowledge)
-            coverage[s] = {"matched": len(al.knowledge), "missing": len(al.missing_examples)}
+            by_id = {ex.id: ex for ex in exs}
+            for ex_id, text in al.knowledge.items():
+                parsed = parse_mner(text, by_id[ex_id], labels)
+                if parsed.answer is not None:
+                    teacher_answers[ex_id] = parsed.answer
+            coverage[s] = {
+                "matched": len(al.knowledge),
+                "missing": len(al.missing_examples),
+                "teacher_answers": sum(ex.id in teacher_answers for ex in exs),
+            }
     elif spec["condition"] != "a":
         raise SystemExit(
             f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies"
@@ -79,12 +97,14 @@ def run_one(spec: dict) -> dict:
             logging_steps=100,
         )
         start = time.perf_counter()
-        model, feat, history = train_encoder(cfg, training, splits["train"], splits["valid"], knowledge)
+        model, feat, history = train_encoder(
+            cfg, training, splits["train"], splits["valid"], knowledge, teacher_answers=teacher_answers
+        )
         train_seconds = time.perf_counter() - start
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         scores = {}
         for s in ("valid", "test"):
-            preds = decode_predictions(model, feat, splits[s], knowledge)
+            preds = decode_predictions(model, feat, splits[s], knowledge, teacher_answers=teacher_answers)
             sc = score_answers(task, [ex.gold for ex in splits[s]], [p.answer for p in preds])
             scores[s] = {k: sc[k] for k in ("precision", "recall", "f1", "accuracy") if k in sc}
             if s == "test":

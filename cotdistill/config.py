@@ -78,6 +78,8 @@ class StudentConfig:
     max_length: int | None = None
     # encoder student
     crf: bool = False
+    knowledge_text: bool = True  # read the knowledge text as a second segment (false: teacher tags alone)
+    teacher_tags: bool = False  # the teacher's voted answer as tag embeddings on the post's words
     conditional_distillation: bool = False
     prompt_length: int = 4
     kd_temperature: float = 2.0

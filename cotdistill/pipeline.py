@@ -182,14 +182,14 @@ def knowledge(config: RunConfig, splits: dict[str, DatasetSplit] | None = None) 
     return summary
 
 
-def student_knowledge(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
-    """The teacher text each example is conditioned on, per ``student.knowledge`` (all, kept or none)."""
+def _knowledge_rows(config: RunConfig, splits: Sequence[str]):
+    """``(path, line, record)`` of each knowledge record the student reads, per ``student.knowledge`` (all,
+    kept or none)."""
     mode = config.student.knowledge
     if mode not in ("all", "kept", "none"):
         raise ValueError(f"student.knowledge={mode!r}; expected all, kept or none")
-    texts: dict[str, str] = {}
     if mode == "none":
-        return texts
+        return
     for split in splits:
         path = config.path / "knowledge" / f"{split}.jsonl"
         if not path.is_file():
@@ -200,13 +200,35 @@ def student_knowledge(config: RunConfig, splits: Sequence[str]) -> dict[str, str
             for lineno, line in enumerate(f, start=1):
                 try:
                     row = json.loads(line)
-                    if row["knowledge"] and (mode == "all" or row["kept"]):
-                        texts[row["id"]] = row["knowledge"]
-                except (ValueError, KeyError, TypeError) as err:
+                    if not isinstance(row, dict) or not {"id", "kept", "knowledge", "answer"} <= row.keys():
+                        raise KeyError("id, kept, knowledge, answer")
+                except (ValueError, KeyError) as err:
                     raise DataFormatError(
-                        path, lineno, f"not a knowledge record with id, kept, knowledge ({err})"
+                        path, lineno, f"not a knowledge record with id, kept, knowledge, answer ({err})"
                     ) from None
-    return texts
+                if mode == "all" or row["kept"]:
+                    yield path, lineno, row
+
+
+def student_knowledge(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
+    """The teacher text each example is conditioned on, per ``student.knowledge`` (all, kept or none)."""
+    return {row["id"]: row["knowledge"] for _, _, row in _knowledge_rows(config, splits) if row["knowledge"]}
+
+
+def student_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
+    """The teacher's voted answer of each example (what ``student.teacher_tags`` reads), per
+    ``student.knowledge``."""
+    from cotdistill.records import answer_from_dict
+
+    answers = {}
+    for path, lineno, row in _knowledge_rows(config, splits):
+        if row["answer"] is None:
+            continue
+        try:
+            answers[row["id"]] = answer_from_dict(row["answer"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataFormatError(path, lineno, f"not an answer record ({err})") from None
+    return answers
 
 
 def _same_named(source, target_cls, **extra):
@@ -226,7 +248,8 @@ def encoder_config(config: RunConfig, labels: Sequence[str], task: str):
     from cotdistill.student.encoder import EncoderConfig
 
     s = config.student
-    return _same_named(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=s.knowledge != "none")
+    use = s.knowledge != "none" and s.knowledge_text
+    return _same_named(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=use)
 
 
 def generative_config(config: RunConfig, labels: Sequence[str], task: str):
@@ -261,12 +284,15 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
     out = config.path / "student"
     if resume is True:
         resume = _last_checkpoint(out)
+    extra = {}
     if kind == "encoder":
         from cotdistill.student.train import EncoderTrainingConfig as Training
         from cotdistill.student.train import train_encoder as train_student
 
         student = encoder_config(config, labels, train_split.task)
         texts = student_knowledge(config, ["train", "valid"])  # the context it reads
+        if student.teacher_tags:
+            extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
     else:
         from cotdistill.student.generative import GenerativeTrainingConfig as Training
         from cotdistill.student.generative import train_generative as train_student
@@ -276,7 +302,9 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
     training = _same_named(
         config.student, Training, output_dir=str(out), resume_from_checkpoint=resume or None
     )
-    model, _, history = train_student(student, training, train_split.examples, valid_split.examples, texts)
+    model, _, history = train_student(
+        student, training, train_split.examples, valid_split.examples, texts, **extra
+    )
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
@@ -327,7 +355,14 @@ def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool =
         model, featurizer = load_encoder_student(best)
         view = model.config.eval_view
         texts = student_knowledge(config, [ds.split]) if view == "knowledge" else {}
-        preds = decode_predictions(model, featurizer, ds.examples, texts, source=source)
+        answers = (
+            student_teacher_answers(config, [ds.split])
+            if view == "knowledge" and model.config.teacher_tags
+            else None
+        )
+        preds = decode_predictions(
+            model, featurizer, ds.examples, texts, source=source, teacher_answers=answers
+        )
     path = config.path / "predictions" / f"student-{ds.split}.jsonl"
     _write_predictions(path, preds, overwrite)
     return {"path": str(path), "predictions": len(preds), "view": view}
@@ -499,6 +534,11 @@ def validate(config: RunConfig) -> None:
         kind = _check_kind(config)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if config.student.teacher_tags and (kind != "encoder" or config.student.knowledge == "none"):
+        raise ConfigError(
+            "student.teacher_tags reads the teacher's answers into the encoder student: it needs "
+            "student.kind=encoder and student.knowledge all or kept (or set student.teacher_tags=false)"
+        )
     if config.student.quantization not in ("none", "4bit"):
         raise ConfigError(f"student.quantization={config.student.quantization!r}; expected none or 4bit")
     if kind == "encoder" and config.student.quantization != "none":

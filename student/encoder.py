@@ -4,6 +4,11 @@ Input to the encoder is the post's words as the first segment and, as the second
 (image caption and/or the teacher's knowledge text). Only the first sub-token of each post word carries a
 label; context tokens are never labelled and never predicted. Truncation cuts the context, never the post.
 
+Teacher tags: the teacher's parsed answer (its entities or attribute values, aligned to the post's words)
+can also be read as a learned tag embedding added to the input embedding of every sub-token of each post
+word. It is part of the knowledge view: the student learns how far to trust each of the teacher's tags, at
+the cost of a short sequence instead of a long knowledge segment.
+
 Conditional prompt distillation: alongside the view with knowledge, a text-only view (the post plus a few
 learnable prompt vectors after ``[CLS]``) is trained on the gold labels and to match the knowledge view's
 label distribution (KL at a temperature), so the student runs without a teacher at test time.
@@ -24,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cotdistill.records import (
+    Answer,
     AttributeAnswer,
     AttributeValue,
     Entity,
@@ -56,6 +62,7 @@ class EncoderConfig:
     vocab_size: int | None = None  # set when markers were added to the tokenizer, so a saved student reloads
     use_knowledge: bool = True
     use_caption: bool = False
+    teacher_tags: bool = False  # the teacher's answer as a tag embedding on the post's words (taggers only)
     max_length: int = 256
     crf: bool = False
     conditional_distillation: bool = False
@@ -76,9 +83,14 @@ class EncoderConfig:
             )
         if self.task == "mre" and self.crf:
             raise StudentConfigError("a CRF tags sequences; set crf=False for the mre pair classifier")
-        if self.conditional_distillation and not self.use_knowledge:
+        if self.conditional_distillation and not self.reads_teacher:
             raise StudentConfigError(
-                "conditional_distillation matches a view with knowledge: set use_knowledge=True"
+                "conditional_distillation matches a view with knowledge: set use_knowledge=True or teacher_tags=True"
+            )
+        if self.teacher_tags and self.task == "mre":
+            raise StudentConfigError(
+                "teacher_tags marks the teacher's entities or values on the post's words; the mre pair "
+                "classifier has none: set teacher_tags=False"
             )
         if self.max_length < 16:
             raise StudentConfigError(
@@ -93,9 +105,14 @@ class EncoderConfig:
         return ["O"] + [f"{p}-{t}" for t in self.labels for p in ("B", "I")]
 
     @property
+    def reads_teacher(self) -> bool:
+        """Whether the knowledge view holds anything of the teacher's: its knowledge text or its tags."""
+        return self.use_knowledge or self.teacher_tags
+
+    @property
     def eval_view(self) -> str:
         """The view used at test time: text-only unless the student is trained to read knowledge."""
-        return "knowledge" if self.use_knowledge and not self.conditional_distillation else "plain"
+        return "knowledge" if self.reads_teacher and not self.conditional_distillation else "plain"
 
 
 class CRF(nn.Module):
@@ -188,6 +205,15 @@ class EncoderTagger(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(hidden, num)
         self.crf = CRF(num) if config.crf else None
+        self.tag_embeddings = None
+        if config.teacher_tags:
+            # 0: no teacher tag (context, special tokens, padding, a post without an answer); 1 + label id.
+            self.tag_embeddings = nn.Embedding(num + 1, hidden, padding_idx=0)
+            nn.init.normal_(
+                self.tag_embeddings.weight, std=getattr(self.encoder.config, "initializer_range", 0.02)
+            )
+            with torch.no_grad():
+                self.tag_embeddings.weight[0].zero_()
         self.prompt = None
         if config.conditional_distillation:
             emb = self.encoder.get_input_embeddings().weight
@@ -199,27 +225,40 @@ class EncoderTagger(nn.Module):
             ]
             self.prompt = nn.Parameter(init.detach().clone())
 
-    def emissions(self, input_ids, attention_mask, token_type_ids=None, prompt: bool = False) -> torch.Tensor:
+    def emissions(
+        self, input_ids, attention_mask, token_type_ids=None, prompt: bool = False, teacher_tag_ids=None
+    ) -> torch.Tensor:
         """Per-position label scores. With ``prompt``, the prompt vectors are inserted after the first token
-        and their positions removed again from the output, so positions match ``input_ids``."""
-        if prompt and self.prompt is not None:
-            embeds = self.encoder.get_input_embeddings()(input_ids)
-            p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
-            embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
-            ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
-            mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
-            kwargs = {"inputs_embeds": embeds, "attention_mask": mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = torch.cat(
-                    [token_type_ids[:, :1], torch.zeros_like(ones), token_type_ids[:, 1:]], dim=1
-                )
-            hidden = self.encoder(**kwargs).last_hidden_state
-            hidden = torch.cat([hidden[:, :1], hidden[:, 1 + p.shape[1] :]], dim=1)
-        else:
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            hidden = self.encoder(**kwargs).last_hidden_state
+        and their positions removed again from the output, so positions match ``input_ids``. With
+        ``teacher_tag_ids``, the teacher's tag embeddings are added to the input embeddings."""
+        kwargs = {}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        use_prompt = prompt and self.prompt is not None
+        use_tags = teacher_tag_ids is not None and self.tag_embeddings is not None
+        if not (use_prompt or use_tags):
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            ).last_hidden_state
+            return self.head(self.dropout(hidden))
+        embeds = self.encoder.get_input_embeddings()(input_ids)
+        if use_tags:
+            embeds = embeds + self.tag_embeddings(teacher_tag_ids).to(embeds.dtype)
+        if not use_prompt:
+            hidden = self.encoder(
+                inputs_embeds=embeds, attention_mask=attention_mask, **kwargs
+            ).last_hidden_state
+            return self.head(self.dropout(hidden))
+        p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
+        embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
+        ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
+        mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = torch.cat(
+                [token_type_ids[:, :1], torch.zeros_like(ones), token_type_ids[:, 1:]], dim=1
+            )
+        hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask, **kwargs).last_hidden_state
+        hidden = torch.cat([hidden[:, :1], hidden[:, 1 + p.shape[1] :]], dim=1)
         return self.head(self.dropout(hidden))
 
     def _tag_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -236,6 +275,7 @@ class EncoderTagger(nn.Module):
         attention_mask,
         labels,
         token_type_ids=None,
+        teacher_tag_ids=None,
         plain_input_ids=None,
         plain_attention_mask=None,
         plain_labels=None,
@@ -243,7 +283,7 @@ class EncoderTagger(nn.Module):
     ):
         """Training loss for a batch. Knowledge-view inputs come first; ``plain_*`` hold the text-only view
         when conditional distillation is on."""
-        scores = self.emissions(input_ids, attention_mask, token_type_ids)
+        scores = self.emissions(input_ids, attention_mask, token_type_ids, teacher_tag_ids=teacher_tag_ids)
         loss = self._tag_loss(scores, labels)
         out = {"loss": loss, "task_loss": loss.detach()}
         if self.prompt is not None and plain_input_ids is not None:
@@ -270,7 +310,11 @@ class EncoderTagger(nn.Module):
     def predict_label_ids(self, batch: dict, prompt: bool = False) -> list[list[int]]:
         """Label ids of each sequence's labelled positions (one per post word), from one view's inputs."""
         scores = self.emissions(
-            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), prompt=prompt
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("token_type_ids"),
+            prompt=prompt,
+            teacher_tag_ids=batch.get("teacher_tag_ids"),
         )
         packed, _, pmask = pack_labelled(scores, batch["labels"])
         if self.crf is not None:
@@ -360,7 +404,11 @@ class EncoderFeaturizer:
             )
         return words, words.index(MARKERS[0]), label
 
-    def encode(self, example: Example, knowledge: str | None, view: str) -> dict:
+    def encode(
+        self, example: Example, knowledge: str | None, view: str, teacher_answer: Answer | None = None
+    ) -> dict:
+        """Inputs of one view of one example. ``teacher_answer`` gives the teacher tags (knowledge view,
+        ``config.teacher_tags``); without one, the post's words carry the "no tag" id."""
         if self.config.task == "mre":
             words, anchor, label = self._marked(example)
             tags = None
@@ -395,19 +443,29 @@ class EncoderFeaturizer:
                 f"example {example.id}: the post alone ({len(words)} words) does not fit max_length={self.config.max_length}; raise max_length"
             )
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+        if self.config.teacher_tags and view == "knowledge":
+            hint = bio_tags(example, teacher_answer) if teacher_answer is not None else None
+            out["teacher_tag_ids"] = [
+                1 + self.label2id.get(hint[wid], 0)
+                if hint is not None and sid == 0 and wid is not None
+                else 0
+                for wid, sid in zip(word_ids, seq_ids, strict=True)
+            ]
         if "token_type_ids" in enc:
             out["token_type_ids"] = enc["token_type_ids"]
         return out
 
-    def features(self, example: Example, knowledge: str | None, train: bool) -> dict:
+    def features(
+        self, example: Example, knowledge: str | None, train: bool, teacher_answer: Answer | None = None
+    ) -> dict:
         """Inputs for one example: the view the student is trained/evaluated on, plus the plain view for
         conditional distillation."""
         cfg = self.config
         if cfg.conditional_distillation:
-            main = self.encode(example, knowledge, "knowledge")
+            main = self.encode(example, knowledge, "knowledge", teacher_answer)
             plain = self.encode(example, None, "plain")
             return {**main, **{f"plain_{k}": v for k, v in plain.items()}}
-        return self.encode(example, knowledge, cfg.eval_view)
+        return self.encode(example, knowledge, cfg.eval_view, teacher_answer)
 
 
 def task_tokens(example: Example) -> tuple[tuple[str, ...], list[tuple[int, int]] | None]:
@@ -424,21 +482,26 @@ def task_tokens(example: Example) -> tuple[tuple[str, ...], list[tuple[int, int]
     return tuple(t for t, _ in found), [o for _, o in found]
 
 
-def bio_tags(example: Example) -> list[str]:
+def bio_tags(example: Example, answer: Answer | None = None) -> list[str]:
+    """BIO tags over the example's tagging units for ``answer`` (gold when not given)."""
     from cotdistill.tags import spans_to_tags
 
+    answer = example.gold if answer is None else answer
     tokens, offsets = task_tokens(example)
-    if isinstance(example.gold, AttributeAnswer):
+    if isinstance(answer, AttributeAnswer):
         spans = []
-        for v in example.gold.values:
+        for v in answer.values:
             if v.start is None:
                 continue  # a value not written in the text cannot be tagged
             inside = [k for k, (a, b) in enumerate(offsets or ()) if a >= v.start and b <= v.end]
             if inside:
                 spans.append((inside[0], inside[-1] + 1, v.attribute))
         return spans_to_tags(len(tokens), spans)
-    assert isinstance(example.gold, EntityAnswer)
-    return spans_to_tags(len(tokens), [(e.start, e.end, e.type or "MISC") for e in example.gold.entities])
+    if not isinstance(answer, EntityAnswer):
+        raise StudentConfigError(
+            f"example {example.id}: a tagger needs entities or attribute values, not {type(answer).__name__}"
+        )
+    return spans_to_tags(len(tokens), [(e.start, e.end, e.type or "MISC") for e in answer.entities])
 
 
 def collate(features: list[dict], pad_id: int) -> dict:
@@ -458,10 +521,14 @@ class EncoderDataset(torch.utils.data.Dataset):
         examples: Sequence[Example],
         knowledge: dict[str, str] | None,
         train: bool,
+        teacher_answers: dict[str, Answer] | None = None,
     ):
         self.examples = list(examples)
         knowledge = knowledge or {}
-        self.features = [featurizer.features(ex, knowledge.get(ex.id), train) for ex in self.examples]
+        answers = teacher_answers or {}
+        self.features = [
+            featurizer.features(ex, knowledge.get(ex.id), train, answers.get(ex.id)) for ex in self.examples
+        ]
 
     def __len__(self) -> int:
         return len(self.features)
@@ -479,8 +546,12 @@ def decode_predictions(
     batch_size: int = 64,
     source: str = "student:encoder",
     device: str | torch.device | None = None,
+    teacher_answers: dict[str, Answer] | None = None,
 ) -> list[Prediction]:
-    """Tag each example and return Prediction records (spans decoded with conlleval semantics)."""
+    """Tag each example and return Prediction records (spans decoded with conlleval semantics).
+
+    ``teacher_answers`` (example id → the teacher's parsed answer) is read by a student trained with
+    ``teacher_tags``."""
     view = view or model.config.eval_view
     if view not in VIEWS:
         raise StudentConfigError(f"view {view!r}: expected one of {', '.join(VIEWS)}")
@@ -488,6 +559,7 @@ def decode_predictions(
     model.eval()
     id2label = featurizer.config.bio_labels
     knowledge = knowledge or {}
+    answers = teacher_answers or {}
     preds: list[Prediction] = []
     pad = featurizer.tokenizer.pad_token_id or 0
     for start in tqdm(
@@ -498,7 +570,7 @@ def decode_predictions(
     ):
         chunk = examples[start : start + batch_size]
         t0 = time.perf_counter()
-        feats = [featurizer.encode(ex, knowledge.get(ex.id), view) for ex in chunk]
+        feats = [featurizer.encode(ex, knowledge.get(ex.id), view, answers.get(ex.id)) for ex in chunk]
         batch = {k: v.to(device) for k, v in collate(feats, pad).items()}
         ids = model.predict_label_ids(batch, prompt=view == "plain" and model.prompt is not None)
         seconds = (time.perf_counter() - t0) / len(chunk)

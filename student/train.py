@@ -17,7 +17,8 @@ import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from cotdistill.eval.scoring import score_answers
-from cotdistill.records import Example
+from cotdistill.records import Answer, Example
+from cotdistill.student import StudentConfigError
 from cotdistill.student.encoder import (
     EncoderConfig,
     EncoderDataset,
@@ -94,12 +95,14 @@ class EncoderTrainer(Trainer):
         *args,
         dev_examples: Sequence[Example] = (),
         dev_knowledge: dict[str, str] | None = None,
+        dev_teacher_answers: dict[str, Answer] | None = None,
         featurizer: EncoderFeaturizer | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.dev_examples = list(dev_examples)
         self.dev_knowledge = dev_knowledge
+        self.dev_teacher_answers = dev_teacher_answers
         self.featurizer = featurizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -114,6 +117,7 @@ class EncoderTrainer(Trainer):
             self.dev_examples,
             self.dev_knowledge,
             batch_size=self.args.per_device_eval_batch_size,
+            teacher_answers=self.dev_teacher_answers,
         )
         scores = score_answers(
             self.featurizer.config.task, [ex.gold for ex in self.dev_examples], [p.answer for p in preds]
@@ -134,10 +138,12 @@ def train_encoder(
     knowledge: dict[str, str] | None = None,
     tokenizer=None,
     encoder: torch.nn.Module | None = None,
+    teacher_answers: dict[str, Answer] | None = None,
 ) -> tuple[EncoderTagger, EncoderFeaturizer, list[dict]]:
     """Train an encoder student; returns the best model by dev F1, its featurizer and the log history.
 
-    ``config.labels`` is filled from the training data when empty. ``tokenizer``/``encoder`` may be given
+    ``knowledge`` (example id → knowledge text) and ``teacher_answers`` (example id → the teacher's parsed
+    answer, read when ``config.teacher_tags``) cover the training and dev examples. ``config.labels`` is filled from the training data when empty. ``tokenizer``/``encoder`` may be given
     directly (tests build tiny ones); otherwise both load from ``config.model``.
     """
     if not config.labels:
@@ -153,7 +159,14 @@ def train_encoder(
     )
     featurizer = EncoderFeaturizer(config, tokenizer)
     model = EncoderTagger(config, encoder=encoder)
-    train_ds = EncoderDataset(featurizer, train_examples, knowledge, train=True)
+    if config.teacher_tags and not teacher_answers:
+        raise StudentConfigError(
+            "teacher_tags=True but no teacher answers were given: pass teacher_answers (example id → the "
+            "teacher's parsed answer), or set teacher_tags=False"
+        )
+    train_ds = EncoderDataset(
+        featurizer, train_examples, knowledge, train=True, teacher_answers=teacher_answers
+    )
     args = training_arguments(training)
     pad = tokenizer.pad_token_id or 0
     trainer = EncoderTrainer(
@@ -164,6 +177,7 @@ def train_encoder(
         data_collator=lambda feats: collate(feats, pad),
         dev_examples=dev_examples,
         dev_knowledge=knowledge,
+        dev_teacher_answers=teacher_answers,
         featurizer=featurizer,
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)

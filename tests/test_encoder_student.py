@@ -317,3 +317,90 @@ def test_mae_value_tagger_on_real_mepave(datasets_dir, tmp_path):
     assert values and all(
         texts[i][v.start : v.end] == v.value for i, v in values
     )  # character spans into the text
+
+
+def ambiguous_examples():
+    """Posts whose words say nothing about their entities: the same four words, tagged differently each time.
+    Only a teacher's tags can tell them apart."""
+    spans = [
+        [(0, 1, "PER")],
+        [(1, 2, "LOC")],
+        [(2, 4, "ORG")],
+        [],
+        [(0, 2, "LOC")],
+        [(3, 4, "PER")],
+        [(1, 2, "ORG"), (3, 4, "LOC")],
+        [(2, 3, "PER")],
+    ]
+    toks = ("the", "quick", "brown", "dog")
+    return [
+        Example(
+            f"q{i}",
+            "mner",
+            " ".join(toks),
+            EntityAnswer(tuple(Entity(s, e, t, " ".join(toks[s:e])) for s, e, t in sp)),
+            tokens=toks,
+        )
+        for i, sp in enumerate(spans)
+    ]
+
+
+def test_teacher_tags_featurizer_marks_post_words_only(tiny):
+    path, tok = tiny
+    cfg = EncoderConfig(
+        model=path, labels=["LOC", "ORG", "PER"], use_knowledge=True, teacher_tags=True, max_length=40
+    )
+    feat = EncoderFeaturizer(cfg, tok)
+    ex = examples()[0]  # Barack Obama visits Paris
+    teacher = EntityAnswer((Entity(1, 2, "PER", "Obama"), Entity(3, 4, "ORG", "Paris")))  # half wrong
+    f = feat.encode(ex, "Obama is a person", "knowledge", teacher)
+    enc = tok(list(ex.tokens), ["Obama", "is", "a", "person"], is_split_into_words=True)
+    want = []
+    for wid, sid in zip(enc.word_ids(), enc.sequence_ids(), strict=True):
+        tag = ["O", "B-PER", "O", "B-ORG"][wid] if sid == 0 and wid is not None else None
+        want.append(0 if tag is None else 1 + cfg.bio_labels.index(tag))
+    assert f["teacher_tag_ids"] == want and len(want) == len(f["input_ids"])
+    assert 1 + cfg.bio_labels.index("B-PER") in want and 0 in want  # a tag on the post, none on the context
+    assert set(feat.encode(ex, None, "knowledge", None)["teacher_tag_ids"]) == {0}  # no answer: no tags
+    assert "teacher_tag_ids" not in feat.encode(ex, None, "plain", teacher)  # the plain view reads none
+    with pytest.raises(StudentConfigError, match="set teacher_tags=False"):
+        EncoderConfig(model="x", task="mre", teacher_tags=True)
+    with pytest.raises(StudentConfigError, match="no teacher answers"):
+        train_encoder(cfg, EncoderTrainingConfig(output_dir="unused"), [ex], [ex], None, tokenizer=tok)
+
+
+def test_teacher_tags_are_read_and_reload(tiny, tmp_path):
+    """On posts whose words are all alike, a student with the teacher's tags (here: right ones) learns the
+    entities; the same student without them cannot."""
+    from cotdistill.student.encoder import load_encoder_student
+
+    path, tok = tiny
+    exs = ambiguous_examples()
+    gold_as_teacher = {ex.id: ex.gold for ex in exs}
+    training = EncoderTrainingConfig(
+        output_dir=str(tmp_path / "tags"),
+        epochs=40,
+        learning_rate=5e-3,
+        batch_size=8,
+        seed=0,
+        warmup_ratio=0.0,
+        logging_steps=10,
+    )
+    best = {}
+    for teacher_tags in (True, False):
+        cfg = EncoderConfig(
+            model=path, use_knowledge=False, teacher_tags=teacher_tags, max_length=32, dropout=0.0
+        )
+        training.output_dir = str(tmp_path / f"tags-{teacher_tags}")
+        model, feat, history = train_encoder(
+            cfg, training, exs, exs, None, tokenizer=tok, teacher_answers=gold_as_teacher
+        )
+        best[teacher_tags] = max(h["eval_f1"] for h in history if "eval_f1" in h)
+        if teacher_tags:
+            preds = decode_predictions(model, feat, exs, None, teacher_answers=gold_as_teacher)
+            assert model.tag_embeddings.weight[0].abs().sum() == 0  # "no tag" stays the zero vector
+    assert best[True] == 1.0 and best[False] < 0.6
+    again, feat2 = load_encoder_student(tmp_path / "tags-True" / "best")
+    assert again.config.teacher_tags and again.config.eval_view == "knowledge"
+    reloaded = decode_predictions(again, feat2, exs, None, teacher_answers=gold_as_teacher)
+    assert [p.answer for p in reloaded] == [p.answer for p in preds]

@@ -206,8 +206,10 @@ def test_run_on_relation_extraction(tmp_path, assets):
     assert len(preds) == 12 and all(p["answer"]["relations"][0]["label"] for p in preds)
 
 
-def test_run_on_attribute_extraction(tmp_path, assets):
-    """The MAE path end to end: MEPAVE-format files, a teacher answering attribute values, the character tagger."""
+@pytest.mark.parametrize("teacher_tags", [False, True])
+def test_run_on_attribute_extraction(tmp_path, assets, teacher_tags):
+    """The MAE path end to end: MEPAVE-format files, a teacher answering attribute values, the character
+    tagger (reading the knowledge text, or the teacher's answers as tags alone)."""
     _, _, student = assets
     data = tmp_path / "mepave"
     data.mkdir()
@@ -236,7 +238,20 @@ def test_run_on_attribute_extraction(tmp_path, assets):
         f"student.model={student}",
         "student.crf=false",
     ]
+    if teacher_tags:
+        args += ["student.teacher_tags=true", "student.knowledge_text=false"]
     assert main(["run", SMOKE, *args]) == 0
+    if teacher_tags:
+        from cotdistill.config import load_config
+        from cotdistill.pipeline import student_teacher_answers
+
+        meta = json.loads(
+            (tmp_path / "runs" / "smoke" / "student" / "best" / "cotdistill_student.json").read_text()
+        )
+        assert meta["teacher_tags"] is True and meta["use_knowledge"] is False
+        answers = student_teacher_answers(load_config(SMOKE, args), ["test"])
+        # the echo teacher's one value is found in 6 of the 9 test titles (a value not in the text has no span)
+        assert len(answers) == 9 and sum(v.start is not None for a in answers.values() for v in a.values) == 6
     metrics = json.loads((tmp_path / "runs" / "smoke" / "report" / "metrics.json").read_text())
     teacher = metrics["systems"]["teacher"]
     assert metrics["task"] == "mae" and teacher["parse_failures"] == 0
