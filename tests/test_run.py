@@ -257,3 +257,30 @@ def test_run_on_attribute_extraction(tmp_path, assets, teacher_tags):
     assert metrics["task"] == "mae" and teacher["parse_failures"] == 0
     # "真皮" as 材质 is right in 6 of the 9 test titles and wrong (not in the text) in 3; 15 gold values in all
     assert abs(teacher["precision"] - 6 / 9) < 1e-9 and abs(teacher["recall"] - 6 / 15) < 1e-9
+
+
+def test_student_reads_knowledge_records_and_names_a_bad_line(tmp_path):
+    from cotdistill.config import load_config
+    from cotdistill.pipeline import student_knowledge, student_teacher_answers
+    from cotdistill.readers import DataFormatError
+
+    config = load_config(SMOKE, [f"run_dir={tmp_path}", "student.knowledge=kept"])
+    folder = config.path / "knowledge"
+    folder.mkdir(parents=True)
+    ents = {"task": "mner", "entities": [{"start": 0, "end": 1, "type": "PER", "text": "Obama"}]}
+    rows = [
+        {"id": "a", "kept": True, "knowledge": "Obama is a person", "answer": ents},
+        {"id": "b", "kept": False, "knowledge": "dropped", "answer": ents},
+        {"id": "c", "kept": True, "knowledge": "", "answer": None},
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert student_knowledge(config, ["train"]) == {"a": "Obama is a person"}
+    answers = student_teacher_answers(config, ["train"])
+    assert list(answers) == ["a"] and answers["a"].entities[0].text == "Obama"
+    rows[2]["answer"] = {"task": "mner", "entities": [{"start": 0}]}
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match=r"train\.jsonl:3: not an answer record"):
+        student_teacher_answers(config, ["train"])
+    (folder / "train.jsonl").write_text('{"id": "a"}\n')
+    with pytest.raises(DataFormatError, match=r"train\.jsonl:1: not a knowledge record"):
+        student_knowledge(config, ["train"])
