@@ -534,6 +534,11 @@ def validate(config: RunConfig) -> None:
         kind = _check_kind(config)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if kind != "encoder" and not config.student.knowledge_text:
+        raise ConfigError(
+            "student.knowledge_text=false is for the encoder student; the generative student's rationale "
+            "task is the knowledge text (use student.knowledge=none to train on answers alone)"
+        )
     if config.student.teacher_tags and (kind != "encoder" or config.student.knowledge == "none"):
         raise ConfigError(
             "student.teacher_tags reads the teacher's answers into the encoder student: it needs "

@@ -68,6 +68,15 @@ def test_every_standard_dataset_has_a_config_for_each_student():
         ("student.kind=generative student.alpha=1.5", "alpha"),
         ("student.quantization=4bit", "generative student"),
         ("evaluation.split=dev2", "dev2"),
+        ("student.teacher_tags=true student.knowledge_text=false", None),
+        ("student.teacher_tags=true student.knowledge=none", "student.teacher_tags"),
+        ("student.kind=generative student.teacher_tags=true", "student.teacher_tags"),
+        ("student.kind=generative student.knowledge_text=false", "student.knowledge_text"),
+        (
+            "data.dataset=mnre teacher.templates=[mre.answer] knowledge.answer_template=mre.answer "
+            "student.crf=false student.teacher_tags=true",
+            "teacher_tags=False",
+        ),
     ],
 )
 def test_validation_names_the_bad_key(override, message):
