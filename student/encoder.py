@@ -231,34 +231,31 @@ class EncoderTagger(nn.Module):
         """Per-position label scores. With ``prompt``, the prompt vectors are inserted after the first token
         and their positions removed again from the output, so positions match ``input_ids``. With
         ``teacher_tag_ids``, the teacher's tag embeddings are added to the input embeddings."""
-        kwargs = {}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
         use_prompt = prompt and self.prompt is not None
-        use_tags = teacher_tag_ids is not None and self.tag_embeddings is not None
-        if not (use_prompt or use_tags):
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, **kwargs
-            ).last_hidden_state
-            return self.head(self.dropout(hidden))
-        embeds = self.encoder.get_input_embeddings()(input_ids)
-        if use_tags:
-            embeds = embeds + self.tag_embeddings(teacher_tag_ids).to(embeds.dtype)
-        if not use_prompt:
-            hidden = self.encoder(
-                inputs_embeds=embeds, attention_mask=attention_mask, **kwargs
-            ).last_hidden_state
-            return self.head(self.dropout(hidden))
-        p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
-        embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
-        ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
-        mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = torch.cat(
-                [token_type_ids[:, :1], torch.zeros_like(ones), token_type_ids[:, 1:]], dim=1
-            )
-        hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask, **kwargs).last_hidden_state
-        hidden = torch.cat([hidden[:, :1], hidden[:, 1 + p.shape[1] :]], dim=1)
+        kwargs = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if not use_prompt and (teacher_tag_ids is None or self.tag_embeddings is None):
+            kwargs["input_ids"] = input_ids
+        else:
+            embeds = self.encoder.get_input_embeddings()(input_ids)
+            if teacher_tag_ids is not None and self.tag_embeddings is not None:
+                embeds = embeds + self.tag_embeddings(teacher_tag_ids).to(embeds.dtype)
+            if use_prompt:
+                p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
+                embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
+                ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
+                kwargs["attention_mask"] = torch.cat(
+                    [attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1
+                )
+                if token_type_ids is not None:
+                    kwargs["token_type_ids"] = torch.cat(
+                        [token_type_ids[:, :1], torch.zeros_like(ones), token_type_ids[:, 1:]], dim=1
+                    )
+            kwargs["inputs_embeds"] = embeds
+        if kwargs["token_type_ids"] is None:
+            del kwargs["token_type_ids"]
+        hidden = self.encoder(**kwargs).last_hidden_state
+        if use_prompt:
+            hidden = torch.cat([hidden[:, :1], hidden[:, 1 + self.prompt.shape[0] :]], dim=1)
         return self.head(self.dropout(hidden))
 
     def _tag_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
