@@ -173,11 +173,8 @@ def summarise(results: list[dict]) -> dict:
             "eval_view": rs[0]["eval_view"],
         }
     for conds in out.values():
-        if "a" in conds and "b" in conds:
-            conds["b_minus_a"] = conds["b"]["test_f1_mean"] - conds["a"]["test_f1_mean"]
-        for cond in ("c", "t", "bt", "ct"):
-            if "a" in conds and cond in conds:
-                conds[f"{cond}_minus_a"] = conds[cond]["test_f1_mean"] - conds["a"]["test_f1_mean"]
+        for cond in [c for c in CONDITIONS if c != "a" and c in conds and "a" in conds]:
+            conds[f"{cond}_minus_a"] = conds[cond]["test_f1_mean"] - conds["a"]["test_f1_mean"]
     return out
 
 

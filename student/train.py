@@ -143,7 +143,8 @@ def train_encoder(
     """Train an encoder student; returns the best model by dev F1, its featurizer and the log history.
 
     ``knowledge`` (example id → knowledge text) and ``teacher_answers`` (example id → the teacher's parsed
-    answer, read when ``config.teacher_tags``) cover the training and dev examples. ``config.labels`` is filled from the training data when empty. ``tokenizer``/``encoder`` may be given
+    answer, read when ``config.teacher_tags``) cover the training and dev examples. ``config.labels`` is
+    filled from the training data when empty. ``tokenizer``/``encoder`` may be given
     directly (tests build tiny ones); otherwise both load from ``config.model``.
     """
     if not config.labels:
