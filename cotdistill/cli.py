@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from cotdistill.distill.backends import TeacherUnavailable
 from cotdistill.eval.scoring import label_counts
 from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
@@ -647,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
     ) as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 2
+    except TeacherUnavailable as err:
+        print(f"cotdistill: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

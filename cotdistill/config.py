@@ -156,6 +156,12 @@ def _build(cls, values: dict, where: str):
     return cls(**kwargs)
 
 
+def build_section(cls, values: dict, where: str):
+    """A config dataclass from a mapping, checked as every config section is (``where``: the key prefix
+    used in errors, e.g. ``"teacher.options."``)."""
+    return _build(cls, values, where)
+
+
 def _coerce(value, hint, key: str):
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)

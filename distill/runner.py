@@ -5,7 +5,9 @@ appending to one a killed run may have left half-written); lines are flushed and
 start, every valid line of every shard marks its request done, so a rerun — after kill -9 at any moment —
 skips what is finished and makes each missing request once. A half-written last line is ignored (and its
 request made again). A failed request is stored with its error and counted; ``retry_failed`` redoes only
-those, and a later success supersedes the failure.
+those, and a later success supersedes the failure. A teacher that cannot be reached (``TeacherUnavailable``)
+stops the run after storing what came back: nothing is recorded for the requests never answered, so the
+next run makes exactly those.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cotdistill.distill.backends import Backend, Generation, Sampling, TeacherRequest
+from cotdistill.distill.backends import (
+    Backend,
+    BackendLoadError,
+    Generation,
+    Sampling,
+    TeacherRequest,
+    TeacherUnavailable,
+)
 from cotdistill.prompts import PromptLibrary, TemplateInfo
 from cotdistill.records import Example
 from cotdistill.tasks import TaskSpec
@@ -351,6 +360,12 @@ def run_generation(
             ]
             try:
                 gens = backend.generate(requests)
+            except TeacherUnavailable as err:  # store what came back, then stop: the rest is made next run
+                store_batch(f, err.made, stats, start, bar)
+                bar.close()
+                raise
+            except BackendLoadError:
+                raise
             except Exception as err:  # a backend that raises for a whole batch: store each request's failure
                 logger.exception("backend failed on a batch of %d requests", len(requests))
                 gens = batch_failed(requests, err, backend.model)

@@ -1,4 +1,6 @@
-"""The openai backend against a local chat-completions server that injects 429, 500 and timeouts."""
+"""The openai backend (the official ``openai`` client) against a local chat-completions server that injects
+429 (with and without Retry-After), 500, timeouts, cut-short and malformed bodies. A real ``vllm serve``
+is tested in ``test_vllm_serve.py``."""
 
 import json
 import threading
@@ -18,6 +20,7 @@ class Server:
         self.script = {k: list(v) for k, v in script.items()}
         self.requests = []
         self.auth = []
+        self.times = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,12 +40,28 @@ class Server:
                 )
                 plan = outer.script.get(text, [])
                 action = plan.pop(0) if plan else "ok"
+                outer.times.setdefault(text, []).append(time.monotonic())
                 if action == "timeout":
                     time.sleep(1.0)
                     return
-                if action in ("429", "500", "400"):
-                    self.send_response(int(action))
+                if action in ("429", "500", "400", "429-retry-after"):
+                    data = json.dumps({"error": {"message": f"injected {action}"}}).encode()
+                    self.send_response(int(action[:3]))
+                    if action == "429-retry-after":
+                        self.send_header("Retry-After", "1")
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if action in ("cut", "garbage"):
+                    data = b'{"choices": [{"mess' if action == "cut" else b"<html>not json</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data) + (100 if action == "cut" else 0)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.close_connection = True
                     return
                 reply = {
                     "choices": [{"message": {"content": f"answer to {text}"}}],
@@ -86,26 +105,61 @@ def request(text, image=None, schema=None, sample=0):
 
 def test_retries_on_429_500_and_timeouts_then_succeeds(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("TEST_TEACHER_KEY", "sk-secret-123")
-    script = {"a": ["429", "500"], "b": ["timeout"], "c": [], "d": ["400"], "e": ["500"] * 10}
+    script = {"a": ["429", "500"], "b": ["timeout"], "c": [], "d": ["400"], "e": ["500"] * 10, "f": ["cut"]}
     with Server(script) as srv:
         backend = OpenAIBackend(
-            "qwen-vl",
-            base_url=srv.url,
-            api_key_env="TEST_TEACHER_KEY",
-            concurrency=4,
-            max_retries=3,
-            timeout=0.5,
-            backoff=0.01,
+            "qwen-vl", base_url=srv.url, api_key_env="TEST_TEACHER_KEY", concurrency=4, max_retries=3, timeout=0.5
         )
         backend.load()
-        gens = backend.generate([request(t) for t in "abcde"])
+        gens = backend.generate([request(t) for t in "abcdef"])
     by = {g.example_id: g for g in gens}
+    assert [g.example_id for g in gens] == list("abcdef")  # in order
     assert by["a"].text == "answer to a" and by["a"].usage.prompt_tokens == 11 and by["a"].error is None
     assert by["b"].text == "answer to b" and by["c"].text == "answer to c"
-    assert by["d"].text is None and by["d"].error == "backend error after 1 attempts: HTTP 400"  # not retried
-    assert by["e"].error == "backend error after 4 attempts: HTTP 500"
+    assert by["f"].text == "answer to f"  # a body cut short is retried like a dropped connection
+    assert by["d"].text is None and by["d"].error.startswith("backend error: HTTP 400: ")
+    assert len(srv.times["d"]) == 1  # a 400 is not retried
+    assert by["e"].error.startswith("backend error: HTTP 500 after 3 retries")
+    assert len(srv.times["e"]) == 4
     assert set(srv.auth) == {"Bearer sk-secret-123"}
     assert "sk-secret-123" not in caplog.text and "sk-secret-123" not in json.dumps(backend.options)
+
+
+def test_retry_after_is_honoured_and_a_malformed_body_fails_alone():
+    with Server({"a": ["429-retry-after"], "b": ["garbage"] * 10}) as srv:
+        backend = OpenAIBackend("m", base_url=srv.url, max_retries=2, timeout=5)
+        backend.load()
+        gens = backend.generate([request(t) for t in "abc"])
+    first, second = srv.times["a"]
+    assert second - first >= 0.9  # the server's Retry-After: 1, not the client's 0.5 s first backoff
+    assert gens[0].text == "answer to a" and gens[2].text == "answer to c"
+    assert gens[1].text is None and gens[1].error.startswith("malformed response")
+
+
+def test_a_server_that_is_down_stops_the_batch_and_keeps_what_was_made(tmp_path):
+    import socket
+
+    from cotdistill.distill.backends import TeacherUnavailable
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, timeout=1)
+    backend.load()
+    reqs = [request("x"), request("y", image=str(tmp_path / "missing.jpg"))]
+    with pytest.raises(TeacherUnavailable, match=r"could not be reached for 1 of 2 requests") as info:
+        backend.generate(reqs)
+    assert [g.example_id for g in info.value.made] == ["y"]  # its own failure, stored; x is not
+    assert info.value.made[0].error.startswith("unreadable image")
+
+
+def test_options_are_checked_and_a_key_in_the_config_is_refused():
+    from cotdistill.config import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 'concurrency'"):
+        OpenAIBackend("m", concurency=4)
+    with pytest.raises(ConfigError, match="api_key_env"):
+        OpenAIBackend("m", api_key="sk-123")
 
 
 def test_payload_images_sampling_and_schema(tmp_path):

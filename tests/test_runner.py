@@ -55,7 +55,7 @@ def test_keys_depend_on_content_not_position():
 def test_resume_failures_and_retry(tmp_path):
     lib = PromptLibrary()
     out = tmp_path / "teacher"
-    backend = EchoBackend("echo", text="Named entities:1. Paris (city)", fail_ids={"2"})
+    backend = EchoBackend("echo", text="Named entities:1. Paris (city)", fail_ids=["2"])
     s1 = run_generation(examples(5), GRAINS, lib, SPEC, backend, out, samples=2, batch_size=4, progress=False)
     assert (s1.requests, s1.generated, sum(s1.failures.values())) == (30, 30, 6)
     s2 = run_generation(examples(5), GRAINS, lib, SPEC, backend, out, samples=2, progress=False)

@@ -1,0 +1,131 @@
+"""Backends that call no model: replayed teacher outputs (PGIM's knowledge files, a JSONL file) and a fixed
+echo for overhead measurements and tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cotdistill.records import Usage
+
+from .base import Backend, Generation, TeacherRequest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayOptions:
+    texts: dict | None = None  # {example_id: text}, given in code
+    pgim_dir: str | None = None  # a Twitter dataset folder with PGIM's pgim/*.txt
+    dataset: str = "twitter2015"  # the dataset pgim_dir holds
+    path: str | None = None  # JSONL with id and text fields
+
+
+@dataclass
+class EchoOptions:
+    text: str | dict = "{}"  # a mapping is sent as its JSON
+    delay: float = 0.0  # seconds per batch
+    fail_ids: list[str] = field(default_factory=list)  # example ids whose requests fail
+
+
+class ReplayBackend(Backend):
+    """Existing teacher outputs keyed by example id: PGIM's knowledge files or a plain JSONL file.
+
+    ``model`` names the source; options: ``texts`` (a ``{example_id: text}`` mapping), ``pgim_dir`` (a
+    Twitter dataset folder with PGIM's ``pgim/*.txt``; ``dataset`` names it), or ``path`` (JSONL with ``id``
+    and ``text`` fields, one per line).
+    """
+
+    name = "replay"
+    Options = ReplayOptions
+
+    def load(self) -> None:
+        import json
+
+        o: ReplayOptions = self.opts
+        texts = o.texts
+        if texts is None and o.pgim_dir:
+            texts = self._pgim_texts(o.pgim_dir, o.dataset)
+        if texts is None:
+            path = o.path
+            if not path:
+                raise ValueError("the replay backend needs texts= or path= (a JSONL file of {id, text})")
+            texts = {}
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, start=1):
+                    if line.strip():
+                        try:
+                            obj = json.loads(line)
+                            texts[str(obj["id"])] = str(obj["text"])
+                        except (ValueError, KeyError) as err:
+                            raise ValueError(
+                                f"{path}:{lineno}: expected a JSON object with 'id' and 'text' ({err})"
+                            ) from None
+        self.texts: dict[str, str] = dict(texts)
+
+    @staticmethod
+    def _pgim_texts(data_dir: str, dataset: str) -> dict[str, str]:
+        """PGIM's knowledge for every split of a Twitter dataset, matched to posts by order and content."""
+        from pathlib import Path
+
+        from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+
+        texts: dict[str, str] = {}
+        for split in ("train", "valid", "test"):
+            path = Path(data_dir) / "pgim" / f"{split}.txt"
+            if not path.is_file():
+                continue
+            alignment = align_knowledge(
+                load_split(dataset, data_dir, split).examples, read_pgim_knowledge(path)
+            )
+            if alignment.missing_examples or alignment.unmatched_blocks:
+                logger.warning("PGIM %s %s: %s", dataset, split, alignment.summary())
+            texts.update(alignment.knowledge)
+        if not texts:
+            raise ValueError(f"no PGIM knowledge files (pgim/train.txt, ...) under {data_dir}")
+        return texts
+
+    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
+        out = []
+        for r in requests:
+            text = self.texts.get(r.example_id)
+            error = None if text is not None else f"no replayed text for example {r.example_id}"
+            out.append(
+                Generation(r.key, r.example_id, r.template, r.sample, text, Usage(), error, self.model)
+            )
+        return out
+
+
+class EchoBackend(Backend):
+    """Returns at once with a fixed text (option ``text``): measures pipeline overhead, drives tests."""
+
+    name = "echo"
+    Options = EchoOptions
+
+    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
+        o: EchoOptions = self.opts
+        text = o.text
+        if not isinstance(text, str):  # e.g. a YAML mapping given where a JSON string was meant
+            text = json.dumps(text, ensure_ascii=False)
+        delay = o.delay
+        if delay:
+            time.sleep(delay)
+        fail = set(o.fail_ids)
+        return [
+            Generation(
+                r.key,
+                r.example_id,
+                r.template,
+                r.sample,
+                None if r.example_id in fail else text,
+                Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0),
+                "injected failure" if r.example_id in fail else None,
+                self.model,
+            )
+            for r in requests
+        ]
+
+
