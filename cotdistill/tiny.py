@@ -122,8 +122,13 @@ def _save_generator(model, tok, out_dir, processor=None) -> str:
     return str(out_dir)
 
 
-def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02) -> str:
-    """A 2-layer Qwen2 causal LM with random weights and the tiny BPE tokenizer, saved for from_pretrained."""
+# vLLM's CPU attention kernels take heads of 32 dimensions and more: what a tiny model needs to run there
+ENGINE_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 128}
+
+
+def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02, engine_ready: bool = False) -> str:
+    """A 2-layer Qwen2 causal LM with random weights and the tiny BPE tokenizer, saved for from_pretrained
+    (``engine_ready``: 32-dim heads, so that vLLM's CPU engine can run it)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -137,14 +142,13 @@ def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02) -> st
             bos_token_id=None,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
+            **(ENGINE_SIZES if engine_ready else {}),
         )
     )
-    Qwen2ForCausalLM(config).save_pretrained(str(out_dir))
-    tok.save_pretrained(str(out_dir))
-    return str(out_dir)
+    return _save_generator(Qwen2ForCausalLM(config), tok, out_dir)
 
 
-def tiny_llava(out_dir, seed: int = 0, extra_text=()) -> str:
+def tiny_llava(out_dir, seed: int = 0, extra_text=(), engine_ready: bool = False) -> str:
     """A tiny LLaVA (1-layer CLIP vision tower on 28×28 images, 2-layer Qwen2 language model) with its
     processor (PIL image processor, the tiny BPE tokenizer, a ChatML template with ``<image>``), saved for
     ``AutoModelForImageTextToText`` / ``AutoProcessor``. The vision-language path of CPU tests and the demo."""
@@ -188,6 +192,7 @@ def tiny_llava(out_dir, seed: int = 0, extra_text=()) -> str:
                 max_position_embeddings=4096,
                 eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id,
+                **(ENGINE_SIZES if engine_ready else {}),
             )
         ),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
@@ -268,3 +273,66 @@ def tiny_qwen2_vl_teacher(out_dir, seed: int = 0) -> str:
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
     )
     return _save_generator(Qwen2VLForConditionalGeneration(config), tok, out_dir)
+
+
+def tiny_blip2(out_dir, seed: int = 0) -> str:
+    """A tiny BLIP-2 (1-layer vision tower on 28×28 images, 1-layer Q-Former with 4 queries, 2-layer OPT
+    with 32-dim heads) with its processor (PIL image processor, the tiny BPE tokenizer, a ChatML template),
+    saved for ``from_pretrained``. A vision-language model that vLLM's CPU build runs without torchvision
+    (its LLaVA and Qwen2-VL need torchvision, which has no CPU build here)."""
+    import torch
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessorPil,
+        OPTConfig,
+    )
+
+    tok = tiny_bpe_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.image_token = "<image>"
+    # BLIP-2 puts its query tokens before the prompt, so the chat template has no image placeholder
+    template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "")
+    tok.chat_template = template
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessorPil(size={"height": 28, "width": 28}),
+        tokenizer=tok,
+        num_query_tokens=4,
+        chat_template=template,
+    )
+    torch.manual_seed(seed)
+    config = Blip2Config(
+        vision_config=Blip2VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+        ).to_dict(),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=32,
+        ).to_dict(),
+        text_config=OPTConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            num_hidden_layers=2,
+            ffn_dim=128,
+            num_attention_heads=2,
+            max_position_embeddings=512,
+            word_embed_proj_dim=64,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.pad_token_id,
+        ).to_dict(),
+        num_query_tokens=4,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    return _save_generator(Blip2ForConditionalGeneration(config), tok, out_dir, processor)

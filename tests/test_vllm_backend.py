@@ -47,6 +47,7 @@ def test_gpu_engine_options_with_tensor_parallel(monkeypatch):
         "trust_remote_code": False,
         "max_model_len": 8192,
         "mm_processor_kwargs": {"max_pixels": 1003520},
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     assert backend._seeded  # per-request seeds on GPU
 

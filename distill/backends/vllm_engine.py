@@ -34,6 +34,9 @@ class VLLMOptions:
     mm_processor_kwargs: dict | None = None
     dtype: str | None = None
     seed: int | None = None  # the engine's seed
+    # JSON answers without free whitespace (xgrammar): small models otherwise loop on newlines inside the
+    # JSON until max_tokens. vLLM takes this only for the whole engine, not per request.
+    compact_json: bool = True
     trust_remote_code: bool = False
 
 
@@ -90,6 +93,8 @@ class VLLMBackend(Backend):
             chunked = False
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked
+        if o.compact_json:
+            kwargs["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
         for key in ("max_model_len", "max_num_seqs", "mm_processor_kwargs", "dtype", "seed"):
             if getattr(o, key) is not None:
                 kwargs[key] = getattr(o, key)
@@ -248,7 +253,11 @@ def _check_model(model: str, trust_remote_code: bool) -> None:
     try:
         AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as err:
-        raise BackendLoadError(f"teacher.model: {path.resolve()}: {_last_line(err)}") from err
+        message = " ".join(str(err).split())
+        raise BackendLoadError(
+            f"teacher.model: {path.resolve()} is not a model transformers or vLLM can read: "
+            f"{message[:300]}{'…' if len(message) > 300 else ''}"
+        ) from err
 
 
 def _engine_dead(err: Exception) -> bool:
@@ -263,5 +272,9 @@ def _rejection(err: Exception) -> str:
 
 
 def _last_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for line in str(err).strip().splitlines()
+        if line.strip() and not line.strip().startswith("For further information")  # pydantic's footer
+    ]
     return f"{err.__class__.__name__}: {lines[-1] if lines else ''}"
