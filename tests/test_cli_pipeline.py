@@ -55,7 +55,7 @@ def test_pipeline_commands(tmp_path, capsys):
         "teacher.backend=replay",
         "teacher.model=replayed",
         "teacher.templates=[mner.answer]",
-        f"teacher.options.path={replay}",
+        f"teacher.options={{path: {replay}}}",  # the whole mapping: the config's vllm options do not apply
         f"student.model={model}",
         "student.epochs=2",
         "student.batch_size=4",

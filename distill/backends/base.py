@@ -165,7 +165,13 @@ def backend_options(cls: type, options: dict):
             "teacher.options.api_key: a key is never put in a config (configs are saved with every run); "
             "export it in an environment variable and name that variable with teacher.options.api_key_env"
         )
-    return build_section(cls, options, "teacher.options.")
+    try:
+        return build_section(cls, options, "teacher.options.")
+    except ConfigError as err:
+        raise ConfigError(
+            f"{err} (the options of this teacher backend; switching backends by override? set the whole "
+            "mapping, e.g. teacher.options={...})"
+        ) from None
 
 
 def image_data_url(path: str) -> str:
