@@ -190,7 +190,8 @@ def test_run_on_relation_extraction(tmp_path, assets):
         "teacher.model=echo",
         "teacher.templates=[mre.sentence, mre.answer]",
         "knowledge.answer_template=mre.answer",
-        'teacher.options.text=\'{"relation": "/per/org/member_of"}\'',  # quoted: values are YAML
+        # the whole mapping (the smoke config's transformers options do not apply); quoted: values are YAML
+        'teacher.options={text: \'{"relation": "/per/org/member_of"}\'}',
         f"student.model={student}",
         "student.crf=false",
     ]
@@ -234,7 +235,7 @@ def test_run_on_attribute_extraction(tmp_path, assets, teacher_tags):
         "teacher.model=echo",
         "teacher.templates=[mae.answer]",
         "knowledge.answer_template=mae.answer",
-        'teacher.options.text=\'{"values": [{"attribute": "材质", "value": "真皮"}]}\'',
+        'teacher.options={text: \'{"values": [{"attribute": "材质", "value": "真皮"}]}\'}',
         f"student.model={student}",
         "student.crf=false",
     ]
