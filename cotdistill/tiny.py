@@ -123,7 +123,12 @@ def _save_generator(model, tok, out_dir, processor=None) -> str:
 
 
 # vLLM's CPU attention kernels take heads of 32 dimensions and more: what a tiny model needs to run there
-ENGINE_SIZES = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 128}
+ENGINE_SIZES = {
+    "hidden_size": 64,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 128,
+}
 
 
 def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02, engine_ready: bool = False) -> str:

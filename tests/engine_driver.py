@@ -39,8 +39,13 @@ def flat(messages):
 
 def gens(backend, requests):
     return [
-        {"key": g.key, "text": g.text, "error": g.error, "prompt": g.usage.prompt_tokens,
-         "completion": g.usage.completion_tokens}
+        {
+            "key": g.key,
+            "text": g.text,
+            "error": g.error,
+            "prompt": g.usage.prompt_tokens,
+            "completion": g.usage.completion_tokens,
+        }
         for g in backend.generate(requests)
     ]
 
@@ -58,12 +63,18 @@ def text_checks(model: str) -> dict:
     out["plain"] = gens(backend, plain)
     out["plain_again"] = gens(backend, plain[::-1])
     out["tokenizer_prompt_tokens"] = [
-        len(tok(tok.apply_chat_template(flat(r.messages), add_generation_prompt=True, tokenize=False),
-                add_special_tokens=False)["input_ids"])
+        len(
+            tok(
+                tok.apply_chat_template(flat(r.messages), add_generation_prompt=True, tokenize=False),
+                add_special_tokens=False,
+            )["input_ids"]
+        )
         for r in plain
     ]
     # four samples of one prompt (seed + sample index), then the same samples in another batch and order
-    samples = [request(f"s{k}", "Obama visits Paris", sample=k, temperature=1.0, max_tokens=12) for k in range(4)]
+    samples = [
+        request(f"s{k}", "Obama visits Paris", sample=k, temperature=1.0, max_tokens=12) for k in range(4)
+    ]
     out["samples"] = gens(backend, samples)
     out["samples_again"] = gens(backend, [plain[1], *samples[::-1]])[1:][::-1]
     # a prompt longer than the context, between two good ones

@@ -108,7 +108,12 @@ def test_retries_on_429_500_and_timeouts_then_succeeds(monkeypatch, tmp_path, ca
     script = {"a": ["429", "500"], "b": ["timeout"], "c": [], "d": ["400"], "e": ["500"] * 10, "f": ["cut"]}
     with Server(script) as srv:
         backend = OpenAIBackend(
-            "qwen-vl", base_url=srv.url, api_key_env="TEST_TEACHER_KEY", concurrency=4, max_retries=3, timeout=0.5
+            "qwen-vl",
+            base_url=srv.url,
+            api_key_env="TEST_TEACHER_KEY",
+            concurrency=4,
+            max_retries=3,
+            timeout=0.5,
         )
         backend.load()
         gens = backend.generate([request(t) for t in "abcdef"])

@@ -5,6 +5,7 @@ real engine (the CPU build) in ``test_vllm_engine.py``."""
 
 import sys
 import types
+import typing
 
 import pytest
 
@@ -12,7 +13,7 @@ from cotdistill.distill.backends import BackendLoadError, VLLMBackend
 
 
 class FakeLLM:
-    init: dict = {}
+    init: typing.ClassVar[dict] = {}
 
     def __init__(self, **kwargs):
         FakeLLM.init = kwargs

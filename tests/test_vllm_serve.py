@@ -50,9 +50,8 @@ class VLLMServer:
             "--no-enable-chunked-prefill",
             "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
         ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from cotdistill.records import Usage
 
+
 @dataclass(slots=True, frozen=True)
 class Sampling:
     """Sampling parameters of a generation (part of its cache key)."""
@@ -200,5 +201,3 @@ def openai_messages(messages: list[dict]) -> list[dict]:
     return convert_messages(
         messages, lambda path: {"type": "image_url", "image_url": {"url": image_data_url(path)}}
     )
-
-

@@ -133,7 +133,9 @@ class OpenAIBackend(Backend):
         async with self._openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key, max_retries=o.max_retries, timeout=o.timeout
         ) as client:
-            return await asyncio.gather(*(self._one(client, gate, r) for r in requests), return_exceptions=True)
+            return await asyncio.gather(
+                *(self._one(client, gate, r) for r in requests), return_exceptions=True
+            )
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
         results = asyncio.run(self._batch(requests))

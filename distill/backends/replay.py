@@ -127,5 +127,3 @@ class EchoBackend(Backend):
             )
             for r in requests
         ]
-
-

@@ -42,9 +42,7 @@ class TransformersBackend(Backend):
 
         o: TransformersOptions = self.opts
         self.device = o.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = o.dtype or (
-            "bfloat16" if str(self.device).startswith("cuda") else "float32"
-        )
+        dtype = o.dtype or ("bfloat16" if str(self.device).startswith("cuda") else "float32")
         trust = o.trust_remote_code
         self.text_only = o.text_only
         if not self.text_only:
@@ -156,5 +154,3 @@ class TransformersBackend(Backend):
                     self.model,
                 )
         return results  # type: ignore[return-value]
-
-
