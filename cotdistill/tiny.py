@@ -97,6 +97,15 @@ def tiny_bpe_tokenizer(extra_text=()):
     return fast
 
 
+def _image_tokenizer(placeholder: str, extra_text=()):
+    """The tiny BPE tokenizer with an ``<image>`` token, and its chat template with ``placeholder`` where an
+    image part stands."""
+    tok = tiny_bpe_tokenizer(extra_text)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.chat_template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", placeholder)
+    return tok, tok.chat_template
+
+
 MROPE = {"type": "mrope", "mrope_section": [1, 1, 2]}  # multimodal rotary sections of a 8-dim head
 
 
@@ -167,10 +176,7 @@ def tiny_llava(out_dir, seed: int = 0, extra_text=(), engine_ready: bool = False
         Qwen2Config,
     )
 
-    tok = tiny_bpe_tokenizer(extra_text)
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<image>")
-    tok.chat_template = template
+    tok, template = _image_tokenizer("<image>", extra_text)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
@@ -296,12 +302,9 @@ def tiny_blip2(out_dir, seed: int = 0) -> str:
         OPTConfig,
     )
 
-    tok = tiny_bpe_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tok.image_token = "<image>"
     # BLIP-2 puts its query tokens before the prompt, so the chat template has no image placeholder
-    template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "")
-    tok.chat_template = template
+    tok, template = _image_tokenizer("")
+    tok.image_token = "<image>"
     processor = Blip2Processor(
         image_processor=BlipImageProcessorPil(size={"height": 28, "width": 28}),
         tokenizer=tok,

@@ -175,6 +175,12 @@ def backend_options(cls: type, options: dict):
         ) from None
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """An error message as one line of at most ``limit`` characters (for stored reasons and load errors)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def image_data_url(path: str) -> str:
     """An image file as a base64 ``data:`` URL (what OpenAI-compatible servers take for local images)."""
     mime = mimetypes.guess_type(path)[0] or "image/jpeg"

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from cotdistill.records import Usage
 
-from .base import Backend, BackendLoadError, Generation, TeacherRequest, TeacherUnavailable, openai_messages
+from .base import (
+    Backend,
+    BackendLoadError,
+    Generation,
+    TeacherRequest,
+    TeacherUnavailable,
+    one_line,
+    openai_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +108,16 @@ class OpenAIBackend(Backend):
                 return self.failed(
                     r,
                     f"backend error: HTTP {err.status_code} after {self.opts.max_retries} retries: "
-                    f"{_short(err.message)}"
+                    f"{one_line(err.message, 200)}"
                     if err.status_code == 429 or err.status_code >= 500
-                    else f"backend error: HTTP {err.status_code}: {_short(err.message)}",
+                    else f"backend error: HTTP {err.status_code}: {one_line(err.message, 200)}",
                     Usage(seconds=time.perf_counter() - start),
                 )
             except (openai.APIError, ValueError, TypeError) as err:  # a body the client could not read
                 return self.failed(
-                    r, f"malformed response: {_short(str(err))}", Usage(seconds=time.perf_counter() - start)
+                    r,
+                    f"malformed response: {one_line(str(err), 200)}",
+                    Usage(seconds=time.perf_counter() - start),
                 )
         seconds = time.perf_counter() - start
         try:
@@ -147,7 +157,9 @@ class OpenAIBackend(Backend):
                 unreached.append(str(res))
             else:  # a bug or a response shape nobody foresaw: this request fails alone, with the reason
                 logger.error("request %s: %s: %s", r.key, res.__class__.__name__, res)
-                made.append(self.failed(r, f"backend error: {res.__class__.__name__}: {_short(str(res))}"))
+                made.append(
+                    self.failed(r, f"backend error: {res.__class__.__name__}: {one_line(str(res), 200)}")
+                )
         if unreached:
             raise TeacherUnavailable(
                 f"the teacher at {self.base_url} could not be reached for {len(unreached)} of {len(requests)} "
@@ -156,8 +168,3 @@ class OpenAIBackend(Backend):
                 made,
             )
         return made
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cotdistill.records import Usage
 
@@ -43,8 +44,6 @@ class ReplayBackend(Backend):
     Options = ReplayOptions
 
     def load(self) -> None:
-        import json
-
         o: ReplayOptions = self.opts
         texts = o.texts
         if texts is None and o.pgim_dir:
@@ -69,8 +68,6 @@ class ReplayBackend(Backend):
     @staticmethod
     def _pgim_texts(data_dir: str, dataset: str) -> dict[str, str]:
         """PGIM's knowledge for every split of a Twitter dataset, matched to posts by order and content."""
-        from pathlib import Path
-
         from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
 
         texts: dict[str, str] = {}
@@ -89,14 +86,12 @@ class ReplayBackend(Backend):
         return texts
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
-        out = []
-        for r in requests:
-            text = self.texts.get(r.example_id)
-            error = None if text is not None else f"no replayed text for example {r.example_id}"
-            out.append(
-                Generation(r.key, r.example_id, r.template, r.sample, text, Usage(), error, self.model)
-            )
-        return out
+        return [
+            self.made(r, self.texts[r.example_id], Usage())
+            if r.example_id in self.texts
+            else self.failed(r, f"no replayed text for example {r.example_id}")
+            for r in requests
+        ]
 
 
 class EchoBackend(Backend):
@@ -115,15 +110,8 @@ class EchoBackend(Backend):
             time.sleep(delay)
         fail = set(o.fail_ids)
         return [
-            Generation(
-                r.key,
-                r.example_id,
-                r.template,
-                r.sample,
-                None if r.example_id in fail else text,
-                Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0),
-                "injected failure" if r.example_id in fail else None,
-                self.model,
-            )
+            self.failed(r, "injected failure", Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0))
+            if r.example_id in fail
+            else self.made(r, text, Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0))
             for r in requests
         ]

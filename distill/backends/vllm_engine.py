@@ -11,7 +11,15 @@ from pathlib import Path
 
 from cotdistill.records import Usage
 
-from .base import Backend, BackendLoadError, Generation, TeacherRequest, TeacherUnavailable, convert_messages
+from .base import (
+    Backend,
+    BackendLoadError,
+    Generation,
+    TeacherRequest,
+    TeacherUnavailable,
+    convert_messages,
+    one_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -253,10 +261,8 @@ def _check_model(model: str, trust_remote_code: bool) -> None:
     try:
         AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except Exception as err:
-        message = " ".join(str(err).split())
         raise BackendLoadError(
-            f"teacher.model: {path.resolve()} is not a model transformers or vLLM can read: "
-            f"{message[:300]}{'…' if len(message) > 300 else ''}"
+            f"teacher.model: {path.resolve()} is not a model transformers or vLLM can read: {one_line(err)}"
         ) from err
 
 
@@ -265,7 +271,7 @@ def _engine_dead(err: Exception) -> bool:
 
 
 def _rejection(err: Exception) -> str:
-    message = " ".join(str(err).split())
+    message = one_line(err, 1000)
     if "maximum context length" in message or "longer than the maximum model length" in message:
         return f"prompt longer than the context: {message}"
     return f"rejected by vLLM: {err.__class__.__name__}: {message}"
