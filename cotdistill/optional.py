@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRAS = {"vllm": "vllm", "bitsandbytes": "qlora", "ray": "ray", "seqeval": "dev"}
+EXTRAS = {"vllm": "vllm", "bitsandbytes": "qlora", "ray": "ray", "seqeval": "dev", "gguf": "gguf"}
 
 
 class MissingDependencyError(ImportError):

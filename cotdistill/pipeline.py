@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from cotdistill.config import RunConfig, to_dict, write_resolved
+from cotdistill.locking import exclusive
 from cotdistill.readers import DatasetSplit, canonical_split, load_split
 from cotdistill.readers.common import DataFormatError
 from cotdistill.records import Prediction, Usage
@@ -73,7 +74,12 @@ def load_splits(config: RunConfig, splits: Sequence[str] | None = None) -> dict[
 
 def load_one(config: RunConfig, split: str) -> DatasetSplit:
     d = config.data
-    return load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    ds = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir)
+    limits = {canonical_split(k): v for k, v in d.max_examples.items()}
+    if ds.split in limits and limits[ds.split] < len(ds.examples):
+        logger.info("data.max_examples: the first %d of %d %s examples", limits[ds.split], len(ds), ds.split)
+        ds = dataclasses.replace(ds, examples=ds.examples[: limits[ds.split]])
+    return ds
 
 
 def task_spec(splits: dict[str, DatasetSplit]):
@@ -81,6 +87,18 @@ def task_spec(splits: dict[str, DatasetSplit]):
 
     first = next(iter(splits.values()))
     return TaskSpec.from_examples(first.task, [ex for ds in splits.values() for ex in ds.examples])
+
+
+def samples_per_template(config: RunConfig, library) -> dict[str, int]:
+    """How many samples each teacher template gets: ``teacher.samples``, or ``teacher.rationale_samples`` for
+    the CoT grains when it is set."""
+    t = config.teacher
+    return {
+        name: t.samples
+        if t.rationale_samples is None or library.get(name).kind == "answer"
+        else t.rationale_samples
+        for name in t.templates
+    }
 
 
 def prompt_library(config: RunConfig):
@@ -115,7 +133,7 @@ def generate(
     if t.ray_replicas <= 0:
         backend = backend or make_backend(t.backend, t.model, **t.options)
     common = {
-        "samples": t.samples,
+        "samples": samples_per_template(config, library),
         "sampling": sampling,
         "batch_size": t.batch_size,
         "limit": limit,
@@ -265,12 +283,58 @@ def _check_kind(config: RunConfig) -> str:
     return kind
 
 
+def _complete_checkpoint(path: Path) -> bool:
+    """Whether the Trainer finished writing this checkpoint: its state parses, and weights, optimizer and
+    scheduler are there and not empty (a kill while saving leaves some of them missing or cut short)."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    weights = [
+        p
+        for name in (
+            "model.safetensors",
+            "adapter_model.safetensors",
+            "pytorch_model.bin",
+            "adapter_model.bin",
+        )
+        if (p := path / name).is_file()
+    ] + sorted(path.glob("model-*.safetensors"))
+    needed = [path / "optimizer.pt", path / "scheduler.pt"]
+    return (
+        isinstance(state, dict)
+        and "global_step" in state
+        and bool(weights)
+        and all(p.is_file() and p.stat().st_size > 0 for p in [*weights, *needed])
+        and all(_safetensors_whole(p) for p in weights if p.suffix == ".safetensors")
+    )
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The file is as long as its header says (a cut-short write is not)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
+
+
 def _last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint; incomplete ones (a kill while saving) are passed over and named."""
     ckpts = sorted(
         (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
     )
-    return str(ckpts[-1]) if ckpts else None
+    for path in reversed(ckpts):
+        if _complete_checkpoint(path):
+            return str(path)
+        logger.warning("%s is incomplete (a run stopped while saving it); resuming from an earlier one", path)
+    return None
 
 
 def train(config: RunConfig, resume: str | bool | None = None) -> dict:
@@ -512,6 +576,15 @@ def validate(config: RunConfig) -> None:
             canonical_split(split)
         except ValueError:
             raise ConfigError(f"split {split!r} in the config; expected one of {', '.join(SPLITS)}") from None
+    for split, n in d.max_examples.items():
+        try:
+            canonical_split(split)
+        except ValueError:
+            raise ConfigError(
+                f"data.max_examples: {split!r} is not a split; expected some of {', '.join(SPLITS)}"
+            ) from None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"data.max_examples.{split} must be a whole number ≥ 1, got {n!r}")
     if t.backend not in BACKENDS:
         raise ConfigError(f"teacher.backend={t.backend!r}; expected one of {', '.join(BACKENDS)}")
     library = PromptLibrary(t.template_dirs)
@@ -526,6 +599,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("teacher.templates is empty; name at least the answer template")
     if t.samples < 1 or t.max_tokens < 1 or t.batch_size < 1:
         raise ConfigError("teacher.samples, teacher.max_tokens and teacher.batch_size must be at least 1")
+    if t.rationale_samples is not None and t.rationale_samples < 1:
+        raise ConfigError("teacher.rationale_samples must be at least 1 (or null: teacher.samples)")
     if not 0.0 <= k.min_f1 <= 1.0 or not 0.0 <= k.min_agreement <= 1.0:
         raise ConfigError("knowledge.min_f1 and knowledge.min_agreement must lie in [0, 1]")
     if config.student.knowledge not in ("all", "kept", "none"):
@@ -635,61 +710,62 @@ def run(
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     validate(config)
-    write_resolved(config)
-    run_dir = config.path
-    log = StageLog(run_dir)
-    first_redo = min((STAGES.index(s) for s in redo), default=len(STAGES))
-    again = [stage for stage in STAGES[first_redo:] if log.done(stage) or stage in redo]
-    if again:
-        moved = move_aside(run_dir, again)
-        for stage in again:
-            log.forget(stage)
-        if moved:
-            say(f"[{', '.join(again)}] to be redone; earlier outputs moved to {moved}")
-    splits = None
-    params = None
-    for stage in STAGES:
-        if log.done(stage):
-            entry = log.stages[stage]
-            stale = entry.get("config_digest") != _digest(config, stage)
-            say(
-                f"[{stage}] finished {entry['finished']}, skipped"
-                + (f" (the config changed since; pass --redo {stage} to run it again)" if stale else "")
-            )
-            if stage == "train":
-                params = {"student": entry["summary"].get("parameters")}
-        else:
-            if stage in ("knowledge", "predict", "evaluate", "compare"):
-                moved = move_aside(run_dir, [stage])  # a half-finished earlier attempt
-                if moved:
-                    say(f"[{stage}] outputs of an unfinished attempt moved to {moved}")
-            say(f"[{stage}] running")
-            start = time.perf_counter()
-            try:
-                if stage in ("generate", "knowledge") and splits is None:
-                    splits = load_splits(config)
-                if stage == "generate":
-                    summary = generate(config, splits, backend=backend)
-                elif stage == "knowledge":
-                    summary = knowledge(config, splits)
-                elif stage == "train":
-                    summary = train(config, resume=True)
-                    params = {"student": summary["parameters"]}
-                elif stage == "predict":
-                    summary = predict(config, config.evaluation.split)
-                elif stage == "evaluate":
-                    summary = evaluate(config, config.evaluation.split)
-                else:
-                    summary = compare(config, config.evaluation.split, params=params)
-            except Exception as err:
-                raise StageError(
-                    f"stage {stage!r} failed: {err.__class__.__name__}: {err}\n"
-                    f"  finished stages are kept in {run_dir}; fix the cause and rerun the same command to resume at {stage!r}"
-                    f" (or add --redo {stage} to start that stage afresh)"
-                ) from err
-            seconds = time.perf_counter() - start
-            log.mark(stage, summary, seconds, _digest(config, stage))
-            say(f"[{stage}] done in {seconds:.1f} s")
-        if stage == stop_after:
-            break
-    return log.stages
+    with exclusive(config.path, "this run"):
+        write_resolved(config)
+        run_dir = config.path
+        log = StageLog(run_dir)
+        first_redo = min((STAGES.index(s) for s in redo), default=len(STAGES))
+        again = [stage for stage in STAGES[first_redo:] if log.done(stage) or stage in redo]
+        if again:
+            moved = move_aside(run_dir, again)
+            for stage in again:
+                log.forget(stage)
+            if moved:
+                say(f"[{', '.join(again)}] to be redone; earlier outputs moved to {moved}")
+        splits = None
+        params = None
+        for stage in STAGES:
+            if log.done(stage):
+                entry = log.stages[stage]
+                stale = entry.get("config_digest") != _digest(config, stage)
+                say(
+                    f"[{stage}] finished {entry['finished']}, skipped"
+                    + (f" (the config changed since; pass --redo {stage} to run it again)" if stale else "")
+                )
+                if stage == "train":
+                    params = {"student": entry["summary"].get("parameters")}
+            else:
+                if stage in ("knowledge", "predict", "evaluate", "compare"):
+                    moved = move_aside(run_dir, [stage])  # a half-finished earlier attempt
+                    if moved:
+                        say(f"[{stage}] outputs of an unfinished attempt moved to {moved}")
+                say(f"[{stage}] running")
+                start = time.perf_counter()
+                try:
+                    if stage in ("generate", "knowledge") and splits is None:
+                        splits = load_splits(config)
+                    if stage == "generate":
+                        summary = generate(config, splits, backend=backend)
+                    elif stage == "knowledge":
+                        summary = knowledge(config, splits)
+                    elif stage == "train":
+                        summary = train(config, resume=True)
+                        params = {"student": summary["parameters"]}
+                    elif stage == "predict":
+                        summary = predict(config, config.evaluation.split)
+                    elif stage == "evaluate":
+                        summary = evaluate(config, config.evaluation.split)
+                    else:
+                        summary = compare(config, config.evaluation.split, params=params)
+                except Exception as err:
+                    raise StageError(
+                        f"stage {stage!r} failed: {err.__class__.__name__}: {err}\n"
+                        f"  finished stages are kept in {run_dir}; fix the cause and rerun the same command to resume at {stage!r}"
+                        f" (or add --redo {stage} to start that stage afresh)"
+                    ) from err
+                seconds = time.perf_counter() - start
+                log.mark(stage, summary, seconds, _digest(config, stage))
+                say(f"[{stage}] done in {seconds:.1f} s")
+            if stage == stop_after:
+                break
+        return log.stages

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from cotdistill.distill.backends import (
     TeacherRequest,
     TeacherUnavailable,
 )
+from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary, TemplateInfo
 from cotdistill.records import Example
 from cotdistill.tasks import TaskSpec
@@ -96,6 +97,28 @@ def _hash_key(prefix: str, suffix: str) -> str:
     return hashlib.sha256((prefix + suffix).encode("utf-8")).hexdigest()[:32]
 
 
+def valid_record(obj) -> bool:
+    """A stored generation as ``write_batch`` writes it: the fields of ``Generation.to_dict`` with their types,
+    and text or an error."""
+    if not isinstance(obj, dict):
+        return False
+    try:
+        return (
+            isinstance(obj["key"], str)
+            and len(obj["key"]) == 32
+            and isinstance(obj["example_id"], str)
+            and isinstance(obj["template"], str)
+            and type(obj["sample"]) is int
+            and isinstance(obj["model"], str)
+            and isinstance(obj["usage"], dict)
+            and (obj["text"] is None or isinstance(obj["text"], str))
+            and (obj["error"] is None or isinstance(obj["error"], str))
+            and (obj["text"] is not None or obj["error"] is not None)
+        )
+    except KeyError:
+        return False
+
+
 class ShardStore:
     """The append-only shards of one ``teacher/`` folder."""
 
@@ -117,16 +140,20 @@ class ShardStore:
                         self.bad_lines += 1  # cut off by a kill: its request is made again
 
     def finished(self) -> dict[str, bool]:
-        """key -> succeeded, for every stored generation. Reads only the key and the error field of each
-        line (both written at fixed places), which keeps a resume over millions of lines fast."""
+        """key -> succeeded, for every stored generation. Every line is parsed and checked whole
+        (``valid_record``): a line damaged anywhere, even with its key and ending intact, is not counted as
+        done, so its request is made again rather than lost."""
         done: dict[str, bool] = {}
         for line in self.iter_lines():
-            if not line.startswith('{"key": "') or not line.rstrip().endswith("}"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not valid_record(obj):
                 self.bad_lines += 1
                 continue
-            key = line[9:41]
-            ok = line.rstrip().endswith('"error": null}')
-            done[key] = done.get(key, False) or ok
+            key = obj["key"]
+            done[key] = done.get(key, False) or obj["error"] is None
         return done
 
     def load(self) -> dict[str, Generation]:
@@ -134,10 +161,13 @@ class ShardStore:
         out: dict[str, Generation] = {}
         for line in self.iter_lines():
             try:
-                g = Generation.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError):
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not valid_record(obj):
                 self.bad_lines += 1
                 continue
+            g = Generation.from_dict(obj)
             prev = out.get(g.key)
             if prev is None or g.error is None or prev.error is not None:
                 out[g.key] = g
@@ -187,13 +217,14 @@ def plan(
     templates: Sequence[TemplateInfo],
     model: str,
     sampling: Sampling,
-    samples: int,
+    samples: int | Mapping[str, int],
 ) -> Iterator[tuple[str, Example, TemplateInfo, int]]:
-    """(key, example, template, sample) of every request, in a stable order, without rendering anything."""
+    """(key, example, template, sample) of every request, in a stable order, without rendering anything.
+    ``samples`` is one count for every template, or a count per template name."""
     suffixes = [
         (t, s, _key_suffix(t, model, sample_sampling(sampling, s), s))
         for t in templates
-        for s in range(samples)
+        for s in range(samples if isinstance(samples, int) else samples[t.name])
     ]
     for ex in examples:
         prefix = f"{example_digest(ex)}\0{image_digest(ex.image)}\0"
@@ -206,7 +237,7 @@ def pending_requests(
     templates: Sequence[TemplateInfo],
     model: str,
     sampling: Sampling,
-    samples: int,
+    samples: int | Mapping[str, int],
     store: ShardStore,
     stats: RunStats,
     *,
@@ -319,7 +350,7 @@ def run_generation(
     backend: Backend,
     out_dir: str | os.PathLike,
     *,
-    samples: int = 1,
+    samples: int | Mapping[str, int] = 1,
     sampling: Sampling | None = None,
     batch_size: int = 32,
     limit: int | None = None,
@@ -331,51 +362,56 @@ def run_generation(
     """Make every missing generation; return what this run did. See the module docstring for guarantees."""
     sampling = sampling or Sampling()
     templates = [library.get(n) for n in template_names]
-    store = ShardStore(out_dir)
-    stats = RunStats()
-    pending = pending_requests(
-        examples,
-        templates,
-        backend.model,
-        sampling,
-        samples,
-        store,
-        stats,
-        retry_failed=retry_failed,
-        limit=limit,
-    )
-    if not pending:
+    with exclusive(out_dir, "the teacher"):
+        store = ShardStore(out_dir)
+        stats = RunStats()
+        pending = pending_requests(
+            examples,
+            templates,
+            backend.model,
+            sampling,
+            samples,
+            store,
+            stats,
+            retry_failed=retry_failed,
+            limit=limit,
+        )
+        if not pending:
+            return stats
+        backend.ensure_loaded()
+        start = time.perf_counter()
+        bar = progress_bar(len(pending), backend.name, progress)
+        with store.open_writer() as f:
+            for i in range(0, len(pending), batch_size):
+                chunk = pending[i : i + batch_size]
+                requests = [
+                    make_request(
+                        library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
+                    )
+                    for key, ex, t, s in chunk
+                ]
+                try:
+                    gens = backend.generate(requests)
+                except (
+                    TeacherUnavailable
+                ) as err:  # store what came back, then stop: the rest is made next run
+                    store_batch(f, err.made, stats, start, bar)
+                    bar.close()
+                    raise
+                except BackendLoadError:
+                    raise
+                except (
+                    Exception
+                ) as err:  # a backend that raises for a whole batch: store each request's failure
+                    logger.exception("backend failed on a batch of %d requests", len(requests))
+                    gens = batch_failed(requests, err, backend.model)
+                if len(gens) != len(requests):
+                    raise RuntimeError(
+                        f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
+                    )
+                store_batch(f, gens, stats, start, bar)
+        bar.close()
         return stats
-    backend.ensure_loaded()
-    start = time.perf_counter()
-    bar = progress_bar(len(pending), backend.name, progress)
-    with store.open_writer() as f:
-        for i in range(0, len(pending), batch_size):
-            chunk = pending[i : i + batch_size]
-            requests = [
-                make_request(
-                    library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
-                )
-                for key, ex, t, s in chunk
-            ]
-            try:
-                gens = backend.generate(requests)
-            except TeacherUnavailable as err:  # store what came back, then stop: the rest is made next run
-                store_batch(f, err.made, stats, start, bar)
-                bar.close()
-                raise
-            except BackendLoadError:
-                raise
-            except Exception as err:  # a backend that raises for a whole batch: store each request's failure
-                logger.exception("backend failed on a batch of %d requests", len(requests))
-                gens = batch_failed(requests, err, backend.model)
-            if len(gens) != len(requests):
-                raise RuntimeError(
-                    f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
-                )
-            store_batch(f, gens, stats, start, bar)
-    bar.close()
-    return stats
 
 
 def write_manifest(out_dir: str | os.PathLike, stats: RunStats, config: dict) -> Path:

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
-from cotdistill.distill.backends import Generation, Sampling, TeacherRequest, make_backend
+from cotdistill.distill.backends import (
+    Generation,
+    Sampling,
+    TeacherRequest,
+    TeacherUnavailable,
+    make_backend,
+)
 from cotdistill.distill.runner import (
     RunStats,
     ShardStore,
@@ -32,11 +38,14 @@ from cotdistill.distill.runner import (
     progress_bar,
     store_batch,
 )
+from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
+
+UNAVAILABLE = "teacher_unavailable"  # a replica's row for a request that the unreachable teacher never made
 
 
 def _encode(r: TeacherRequest) -> dict:
@@ -76,14 +85,22 @@ class TeacherReplica:
         import pandas as pd
 
         requests = [_decode(row) for row in batch.to_dict("records")]
+        rows: list[dict] = []
         try:
             gens = self.backend.generate(requests)
             if len(gens) != len(requests):
                 raise RuntimeError(f"{len(gens)} generations for {len(requests)} requests")
+        except TeacherUnavailable as err:
+            # Not the requests' fault: what came back is stored, the rest is marked so that the driver
+            # stores nothing for it (the next run makes it) and stops.
+            gens = list(err.made)
+            made = {g.key for g in gens}
+            rows = [{UNAVAILABLE: str(err), "key": r.key} for r in requests if r.key not in made]
         except Exception as err:  # stored per request, never fatal
             logger.exception("backend replica failed on a batch of %d requests", len(requests))
             gens = batch_failed(requests, err, self.backend.model)
-        return pd.DataFrame({"generation": [json.dumps(g.to_dict(), ensure_ascii=False) for g in gens]})
+        rows = [g.to_dict() for g in gens] + rows
+        return pd.DataFrame({"generation": [json.dumps(row, ensure_ascii=False) for row in rows]})
 
 
 def run_generation_ray(
@@ -99,7 +116,7 @@ def run_generation_ray(
     replicas: int = 1,
     gpus_per_replica: float = 0.0,
     address: str | None = None,
-    samples: int = 1,
+    samples: int | dict[str, int] = 1,
     sampling: Sampling | None = None,
     batch_size: int = 32,
     limit: int | None = None,
@@ -115,42 +132,62 @@ def run_generation_ray(
     require("ray.data", "scale-out over Ray (teacher.ray_replicas > 0)")
     sampling = sampling or Sampling()
     templates = [library.get(n) for n in template_names]
-    store = ShardStore(out_dir)
-    stats = RunStats()
-    pending = pending_requests(
-        examples, templates, model, sampling, samples, store, stats, retry_failed=retry_failed, limit=limit
-    )
-    if not pending:
+    with exclusive(out_dir, "the teacher"):
+        store = ShardStore(out_dir)
+        stats = RunStats()
+        pending = pending_requests(
+            examples,
+            templates,
+            model,
+            sampling,
+            samples,
+            store,
+            stats,
+            retry_failed=retry_failed,
+            limit=limit,
+        )
+        if not pending:
+            return stats
+        rows = [
+            _encode(
+                make_request(
+                    library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
+                )
+            )
+            for key, ex, t, s in tqdm(
+                pending, desc="render prompts", unit="req", disable=not progress or len(pending) < 10_000
+            )
+        ]
+        if not ray.is_initialized():
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        ds = ray.data.from_items(rows).map_batches(
+            TeacherReplica,
+            fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
+            batch_size=batch_size,
+            batch_format="pandas",
+            concurrency=replicas,
+            num_gpus=gpus_per_replica or None,
+        )
+        start = time.perf_counter()
+        bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
+        unavailable: str | None = None
+        with store.open_writer() as f:
+            for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
+                rows = [json.loads(text) for text in batch["generation"]]
+                store_batch(
+                    f,
+                    [Generation.from_dict(row) for row in rows if UNAVAILABLE not in row],
+                    stats,
+                    start,
+                    bar,
+                )
+                unavailable = next((row[UNAVAILABLE] for row in rows if UNAVAILABLE in row), None)
+                if unavailable is not None:
+                    break  # every generation that came back so far is stored and fsynced
+        bar.close()
+        if unavailable is not None:
+            raise TeacherUnavailable(unavailable)
         return stats
-    rows = [
-        _encode(
-            make_request(
-                library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
-            )
-        )
-        for key, ex, t, s in tqdm(
-            pending, desc="render prompts", unit="req", disable=not progress or len(pending) < 10_000
-        )
-    ]
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    ds = ray.data.from_items(rows).map_batches(
-        TeacherReplica,
-        fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
-        batch_size=batch_size,
-        batch_format="pandas",
-        concurrency=replicas,
-        num_gpus=gpus_per_replica or None,
-    )
-    start = time.perf_counter()
-    bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
-    with store.open_writer() as f:
-        for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
-            store_batch(
-                f, [Generation.from_dict(json.loads(text)) for text in batch["generation"]], stats, start, bar
-            )
-    bar.close()
-    return stats
 
 
 __all__ = ["TeacherReplica", "run_generation_ray"]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cotdistill.models import pretrained_args
 from cotdistill.records import (
     Answer,
     AttributeAnswer,
@@ -182,7 +183,10 @@ class EncoderTagger(nn.Module):
             encoder
             if encoder is not None
             else AutoModel.from_pretrained(
-                config.model, dtype=torch.float32, trust_remote_code=config.trust_remote_code
+                pretrained_args(config.model)[0],
+                dtype=torch.float32,
+                trust_remote_code=config.trust_remote_code,
+                **pretrained_args(config.model)[1],
             )  # fp32 master weights; bf16 comes from the Trainer
         )
         hidden = self.encoder.config.hidden_size

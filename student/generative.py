@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cotdistill.models import pretrained_args
 from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
@@ -111,7 +112,10 @@ class GenerativeTrainingConfig(TrainingLoopConfig):
 def is_vision_model(model_id: str, trust_remote_code: bool = False) -> bool:
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    from cotdistill.models import pretrained_args
+
+    source, extra = pretrained_args(model_id)
+    cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
     return getattr(cfg, "vision_config", None) is not None
 
 
@@ -178,7 +182,8 @@ def quantization_config(config: GenerativeConfig, model: nn.Module | None = None
     from transformers import AutoConfig, BitsAndBytesConfig
 
     if model is None:
-        cfg = AutoConfig.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+        source, extra = pretrained_args(config.model)
+        cfg = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code, **extra)
         with torch.device("meta"):
             model = _model_class(bool(config.vision)).from_config(
                 cfg, trust_remote_code=config.trust_remote_code
@@ -213,7 +218,8 @@ def load_base_model(config: GenerativeConfig, bf16: bool = False) -> nn.Module:
         check_quantization_runtime()
         kwargs["quantization_config"] = quantization_config(config)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    model = _model_class(bool(config.vision)).from_pretrained(config.model, **kwargs)
+    source, extra = pretrained_args(config.model)
+    model = _model_class(bool(config.vision)).from_pretrained(source, **kwargs, **extra)
     if config.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
@@ -240,11 +246,11 @@ def load_processor(config: GenerativeConfig, path: str | None = None):
     from transformers import AutoProcessor, AutoTokenizer
 
     config = _resolve_vision(config)
-    src = path or config.model
+    src, extra = (path, {}) if path else pretrained_args(config.model)
     if config.vision:
-        processor = AutoProcessor.from_pretrained(src, trust_remote_code=config.trust_remote_code)
+        processor = AutoProcessor.from_pretrained(src, trust_remote_code=config.trust_remote_code, **extra)
     else:
-        processor = AutoTokenizer.from_pretrained(src, trust_remote_code=config.trust_remote_code)
+        processor = AutoTokenizer.from_pretrained(src, trust_remote_code=config.trust_remote_code, **extra)
     tok = tokenizer_of(processor)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -122,3 +122,36 @@ def test_the_generate_stage_uses_ray_when_asked(local_ray, tmp_path):
     summary = pipeline.generate(config)
     assert summary["valid"]["generated"] == 12 and summary["valid"]["failures"] == 0
     assert len(ShardStore(config.path / "teacher" / "valid").load()) == 12
+
+
+def test_an_unreachable_teacher_stops_the_ray_run_and_the_rerun_makes_exactly_the_rest(local_ray, tmp_path):
+    from cotdistill.distill.backends import TeacherUnavailable
+
+    lib = PromptLibrary()
+    out = tmp_path / "teacher"
+    down = {"text": "Named entities:1. Paris (city)", "unavailable_ids": ["5"]}
+    with pytest.raises(TeacherUnavailable, match="injected outage at example 5"):
+        run_generation_ray(
+            examples(10),
+            GRAINS,
+            lib,
+            SPEC,
+            "echo",
+            "echo",
+            down,
+            out,
+            replicas=1,
+            batch_size=4,
+            progress=False,
+        )
+    stored = ShardStore(out).load()
+    # nothing is stored for requests the teacher never made: no failures, and example 5 is not among them
+    assert stored and all(g.error is None for g in stored.values())
+    assert "5" not in {g.example_id for g in stored.values()}
+    up = {"text": "Named entities:1. Paris (city)"}
+    again = run_generation_ray(
+        examples(10), GRAINS, lib, SPEC, "echo", "echo", up, out, replicas=1, batch_size=4, progress=False
+    )
+    assert again.already_done == len(stored) and again.generated == 20 - len(stored)
+    lines = [json.loads(x) for p in ShardStore(out).shards() for x in p.read_text().splitlines()]
+    assert len(lines) == 20 and len({x["key"] for x in lines}) == 20

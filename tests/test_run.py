@@ -285,3 +285,61 @@ def test_student_reads_knowledge_records_and_names_a_bad_line(tmp_path):
     (folder / "train.jsonl").write_text('{"id": "a"}\n')
     with pytest.raises(DataFormatError, match=r"train\.jsonl:1: not a knowledge record"):
         student_knowledge(config, ["train"])
+
+
+def test_max_examples_reads_a_fixed_subset_and_is_checked(tmp_path, assets, capsys):
+    from cotdistill.config import load_config
+    from cotdistill.pipeline import load_splits
+
+    config = load_config(SMOKE, [*overrides(tmp_path, assets), "data.max_examples={train: 5, test: 3}"])
+    splits = load_splits(config)
+    full = load_split("twitter2015", assets[0], "train").examples
+    assert [ex.id for ex in splits["train"].examples] == [ex.id for ex in full[:5]]
+    assert len(splits["test"].examples) == 3 and len(splits["valid"].examples) > 3
+    assert main(["run", SMOKE, *overrides(tmp_path, assets), "data.max_examples={tain: 5}"]) == 2
+    assert "'tain' is not a split" in capsys.readouterr().err
+    assert main(["run", SMOKE, *overrides(tmp_path, assets), "data.max_examples={train: 0}"]) == 2
+    assert "must be a whole number" in capsys.readouterr().err
+
+
+def test_resume_passes_over_a_checkpoint_cut_short_while_saving(tmp_path):
+    from cotdistill.pipeline import _last_checkpoint
+
+    def checkpoint(step, cut=None):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+        blob = len(header).to_bytes(8, "little") + header + b"\0" * 16
+        files = {
+            "model.safetensors": blob,
+            "optimizer.pt": b"x",
+            "scheduler.pt": b"x",
+            "trainer_state.json": json.dumps({"global_step": step}).encode(),
+        }
+        if cut == "weights":
+            files["model.safetensors"] = blob[:-5]
+        elif cut == "state":
+            files["trainer_state.json"] = b'{"global_st'
+        elif cut == "optimizer":
+            del files["optimizer.pt"]
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+
+    checkpoint(10)
+    checkpoint(20)
+    assert _last_checkpoint(tmp_path).endswith("checkpoint-20")
+    checkpoint(30, cut="weights")
+    checkpoint(40, cut="state")
+    checkpoint(50, cut="optimizer")
+    assert _last_checkpoint(tmp_path).endswith("checkpoint-20")
+
+
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path, assets, capsys):
+    from cotdistill.locking import exclusive
+
+    args = overrides(tmp_path, assets)
+    with exclusive(tmp_path / "runs" / "smoke"):
+        assert main(["run", SMOKE, *args]) == 2
+        assert "is being written by another cotdistill process" in capsys.readouterr().err
+        assert main(["train", SMOKE, *args]) == 2
+    assert not (tmp_path / "runs" / "smoke" / "stages.json").exists()

@@ -165,3 +165,83 @@ def test_a_backend_returning_non_text_is_a_stored_failure(tmp_path):
     assert sum(stats.failures.values()) == 2
     gens = ShardStore(tmp_path).load().values()
     assert all(g.text is None and "instead of text" in g.error for g in gens)
+
+
+def test_a_line_damaged_in_the_middle_is_made_again_not_lost(tmp_path):
+    lib = PromptLibrary()
+    out = tmp_path / "teacher"
+    backend = EchoBackend("echo", text="Named entities:1. Paris (city)")
+    run_generation(examples(3), GRAINS, lib, SPEC, backend, out, progress=False)
+    shard = ShardStore(out).shards()[0]
+    lines = shard.read_text(encoding="utf-8").splitlines(keepends=True)
+    # key and ending intact, the middle overwritten (a torn sector, a bad copy)
+    middle = len(lines[4]) // 2
+    lines[4] = lines[4][:middle] + "\x00" * 12 + lines[4][middle + 12 :]
+    shard.write_text("".join(lines), encoding="utf-8")
+    store = ShardStore(out)
+    assert len(store.finished()) == 8 and store.bad_lines == 1
+    again = run_generation(examples(3), GRAINS, lib, SPEC, backend, out, progress=False)
+    assert (again.already_done, again.generated) == (8, 1)
+    assert len(ShardStore(out).load()) == 9
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"key": "%s", "example_id": 3, "template": "t", "sample": 0, "model": "m", "text": "x", "usage": {}, "error": null}',
+        '{"key": "%s", "example_id": "3", "template": "t", "sample": "0", "model": "m", "text": "x", "usage": {}, "error": null}',
+        '{"key": "%s", "example_id": "3", "template": "t", "sample": 0, "model": "m", "text": null, "usage": {}, "error": null}',
+        '["%s"]',
+    ],
+)
+def test_a_stored_line_of_the_wrong_shape_is_not_done(tmp_path, line):
+    store = ShardStore(tmp_path)
+    (tmp_path / "shard-1-1.jsonl").write_text((line % ("a" * 32)) + "\n", encoding="utf-8")
+    assert store.finished() == {} and store.bad_lines == 1
+    assert ShardStore(tmp_path).load() == {}
+
+
+def test_rationale_samples_sample_the_answer_only(tmp_path):
+    lib = PromptLibrary()
+    ts = [lib.get(n) for n in GRAINS]
+    counts = {"mner.noun": 1, "mner.sentence": 1, "mner.answer": 3}
+    planned = list(plan(examples(2), ts, "m", Sampling(temperature=0.7), counts))
+    assert len(planned) == 2 * 5
+    # the same keys as a plan that samples everything three times: nothing made so far is lost
+    full = {k for k, *_ in plan(examples(2), ts, "m", Sampling(temperature=0.7), 3)}
+    assert {k for k, *_ in planned} <= full
+
+
+def test_a_second_writer_on_the_same_teacher_folder_is_refused(tmp_path):
+    from cotdistill.locking import RunLocked
+
+    out = tmp_path / "teacher"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from cotdistill.locking import exclusive
+                with exclusive({str(out)!r}):
+                    print("locked", flush=True)
+                    time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        backend = EchoBackend("echo", text="x")
+        with pytest.raises(RunLocked, match=f"another cotdistill process \\(pid {holder.pid}\\)"):
+            run_generation(examples(2), GRAINS, PromptLibrary(), SPEC, backend, out, progress=False)
+        assert ShardStore(out).shards() == []  # nothing was made
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel drops the lock with its holder, even on kill -9: the next run goes ahead
+    stats = run_generation(examples(2), GRAINS, PromptLibrary(), SPEC, EchoBackend("echo", text="x"), out, progress=False)
+    assert stats.generated == 6

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cotdistill.records import Usage
 
-from .base import Backend, Generation, TeacherRequest
+from .base import Backend, Generation, TeacherRequest, TeacherUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ class EchoOptions:
     text: str | dict = "{}"  # a mapping is sent as its JSON
     delay: float = 0.0  # seconds per batch
     fail_ids: list[str] = field(default_factory=list)  # example ids whose requests fail
+    # example ids at which the teacher "goes down": the batch's requests before it come back, then
+    # TeacherUnavailable is raised (drives the outage tests)
+    unavailable_ids: list[str] = field(default_factory=list)
 
 
 class ReplayBackend(Backend):
@@ -108,10 +111,15 @@ class EchoBackend(Backend):
         delay = o.delay
         if delay:
             time.sleep(delay)
-        fail = set(o.fail_ids)
-        return [
-            self.failed(r, "injected failure", Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0))
-            if r.example_id in fail
-            else self.made(r, text, Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0))
-            for r in requests
-        ]
+        fail, down = set(o.fail_ids), set(o.unavailable_ids)
+        gens = []
+        for r in requests:
+            if r.example_id in down:
+                raise TeacherUnavailable(f"injected outage at example {r.example_id}", gens)
+            usage = Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0)
+            gens.append(
+                self.failed(r, "injected failure", usage)
+                if r.example_id in fail
+                else self.made(r, text, usage)
+            )
+        return gens

@@ -245,12 +245,15 @@ def _check_model(model: str, trust_remote_code: bool) -> None:
             return  # a hub id: vLLM resolves it (from the local cache when offline)
         raise BackendLoadError(f"teacher.model: {path.resolve()} does not exist")
     if path.is_file():
-        if path.suffix != ".gguf":
+        if path.suffix.lower() == ".gguf":
+            # vLLM's GGUF loader needs the GPU kernels, and even there wants a separate tokenizer.
             raise BackendLoadError(
-                f"teacher.model: {path.resolve()} is a file; vLLM takes a model folder (with config.json) "
-                "or a .gguf file"
+                f"teacher.model: {path.resolve()} is a GGUF file, which the vllm backend does not load; "
+                f"convert it once: cotdistill convert-gguf {path} MODEL_DIR, then set teacher.model=MODEL_DIR"
             )
-        return
+        raise BackendLoadError(
+            f"teacher.model: {path.resolve()} is a file; vLLM takes a model folder (with config.json)"
+        )
     if not (path / "config.json").is_file():
         raise BackendLoadError(
             f"teacher.model: {path.resolve()} has no config.json, so it is not a model folder vLLM can load"

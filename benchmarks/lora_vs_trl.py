@@ -1,0 +1,170 @@
+"""One LoRA training run of SmolLM2-135M-Instruct on Twitter-2017 answers, through cotdistill's generative
+student or through TRL's ``SFTTrainer`` (a benchmark-only dependency: ``pip install trl``). Run once per
+implementation, each in a fresh process so that its peak memory (max RSS) is its own:
+
+    python benchmarks/lora_vs_trl.py cotdistill DATA_DIR OUT.json [--steps 30]
+    python benchmarks/lora_vs_trl.py trl DATA_DIR OUT.json [--steps 30]
+
+Same examples (the first ``steps × batch`` training posts, answer task only: prompt → gold JSON, loss on the
+completion only), same chat template, sequence limit, batch, learning rate, schedule, seed, LoRA
+(r 16, alpha 32, dropout 0.05, every linear layer of the language model) and number of optimizer steps.
+Tokens/s counts non-padding tokens over the summed duration of the optimizer steps (a callback on both
+trainers), so model loading, tokenization and cotdistill's end-of-epoch dev generation are not counted.
+``benchmarks/real_lm.py trl`` runs both and writes the ``trl`` section of ``real_lm.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from common import smollm2_gguf
+
+BATCH, LR, MAX_LENGTH, SEED = 8, 5e-4, 768, 0
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.seconds = 0.0
+        self.losses: list[float] = []
+        self._t = 0.0
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        self.seconds += time.perf_counter() - self._t
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def examples(data_dir: Path, n: int):
+    from cotdistill.readers import load_split
+
+    train = load_split("twitter2017", data_dir / "twitter2017", "train").examples[:n]
+    dev = load_split("twitter2017", data_dir / "twitter2017", "valid").examples[:1]
+    return train, dev
+
+
+def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
+    from cotdistill.student import generative as gen
+
+    train, dev = examples(data_dir, steps * BATCH)
+    cfg = gen.GenerativeConfig(
+        model=str(smollm2_gguf()), task="mner", alpha=1.0, lora_r=16, lora_alpha=32, max_length=MAX_LENGTH,
+        max_new_tokens=8,
+    )
+    training = gen.GenerativeTrainingConfig(
+        output_dir=str(work / "cotdistill"), epochs=1, batch_size=BATCH, learning_rate=LR, logging_steps=1,
+        seed=SEED, eval_examples=1,
+    )
+    timer = StepTimer()
+    cfg.labels = gen._labels_from("mner", train)
+    processor = gen.load_processor(cfg)
+    featurizer = gen.GenerativeFeaturizer(cfg, processor)
+    tokens = sum(len(featurizer.encode(item)["input_ids"]) for item in gen.chat_items(train, None, 1.0))
+    real_trainer = gen._trainer_class()
+
+    class Timed(real_trainer):  # the same trainer, with the step timer attached
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.add_callback(timer)
+
+    gen._trainer_class = lambda: Timed
+    gen.train_generative(cfg, training, train, dev, processor=processor)
+    return {"tokens": tokens, "step_seconds": timer.seconds, "losses": timer.losses}
+
+
+def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from cotdistill.models import pretrained_args
+    from cotdistill.student import generative as gen
+
+    train, _ = examples(data_dir, steps * BATCH)
+    cfg = gen.GenerativeConfig(model=str(smollm2_gguf()), task="mner", alpha=1.0, max_length=MAX_LENGTH)
+    cfg.labels = gen._labels_from("mner", train)
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": gen.instruction("answer", ex, cfg, sees_image=False)}],
+            "completion": [{"role": "assistant", "content": gen.answer_target(ex)}],
+        }
+        for ex in train
+    ]
+    source, extra = pretrained_args(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=gen.lora_target_modules(model), task_type="CAUSAL_LM"
+    )
+    args = SFTConfig(
+        output_dir=str(work / "trl"),
+        num_train_epochs=1,
+        per_device_train_batch_size=BATCH,
+        learning_rate=LR,
+        warmup_steps=0.03,
+        weight_decay=0.0,
+        max_length=MAX_LENGTH,
+        packing=False,
+        completion_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=SEED,
+        use_cpu=True,
+    )
+    timer = StepTimer()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[timer],
+    )
+    tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
+    trainer.train()
+    return {"tokens": tokens, "step_seconds": timer.seconds, "losses": timer.losses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("impl", choices=["cotdistill", "trl"])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cotdistill-lora-vs-trl"))
+    args = parser.parse_args()
+    run = run_cotdistill if args.impl == "cotdistill" else run_trl
+    r = run(args.data_dir, args.steps, args.work)
+    tail = r["losses"][-5:]
+    result = {
+        "impl": args.impl,
+        "steps": len(r["losses"]),
+        "examples": args.steps * BATCH,
+        "tokens": r["tokens"],
+        "step_seconds": round(r["step_seconds"], 2),
+        "tokens_per_s": round(r["tokens"] / r["step_seconds"], 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "first_loss": r["losses"][0] if r["losses"] else None,
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        "losses": r["losses"],
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "losses"}))
+
+
+if __name__ == "__main__":
+    main()
