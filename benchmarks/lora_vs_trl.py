@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from common import smollm2_gguf
+from transformers import TrainerCallback
 
 BATCH, LR, MAX_LENGTH, SEED = 8, 5e-4, 768, 0
 
@@ -59,12 +57,22 @@ def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
 
     train, dev = examples(data_dir, steps * BATCH)
     cfg = gen.GenerativeConfig(
-        model=str(smollm2_gguf()), task="mner", alpha=1.0, lora_r=16, lora_alpha=32, max_length=MAX_LENGTH,
+        model=str(smollm2_gguf()),
+        task="mner",
+        alpha=1.0,
+        lora_r=16,
+        lora_alpha=32,
+        max_length=MAX_LENGTH,
         max_new_tokens=8,
     )
     training = gen.GenerativeTrainingConfig(
-        output_dir=str(work / "cotdistill"), epochs=1, batch_size=BATCH, learning_rate=LR, logging_steps=1,
-        seed=SEED, eval_examples=1,
+        output_dir=str(work / "cotdistill"),
+        epochs=1,
+        batch_size=BATCH,
+        learning_rate=LR,
+        logging_steps=1,
+        seed=SEED,
+        eval_examples=1,
     )
     timer = StepTimer()
     cfg.labels = gen._labels_from("mner", train)
@@ -107,7 +115,11 @@ def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
     lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=gen.lora_target_modules(model), task_type="CAUSAL_LM"
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        target_modules=gen.lora_target_modules(model),
+        task_type="CAUSAL_LM",
     )
     args = SFTConfig(
         output_dir=str(work / "trl"),

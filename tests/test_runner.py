@@ -243,5 +243,7 @@ def test_a_second_writer_on_the_same_teacher_folder_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     # the kernel drops the lock with its holder, even on kill -9: the next run goes ahead
-    stats = run_generation(examples(2), GRAINS, PromptLibrary(), SPEC, EchoBackend("echo", text="x"), out, progress=False)
+    stats = run_generation(
+        examples(2), GRAINS, PromptLibrary(), SPEC, EchoBackend("echo", text="x"), out, progress=False
+    )
     assert stats.generated == 6
