@@ -26,6 +26,16 @@ class UsageError(ValueError):
     """A command line that cannot be carried out as given."""
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", choices=list(DATASETS), metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
     p.add_argument(
@@ -522,7 +532,13 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. teacher.samples=3"
     )
     gen.add_argument("--split", action="append", help="only these splits (default: data.splits)")
-    gen.add_argument("--limit", type=int, default=None, help="make at most N new requests per split")
+    gen.add_argument(
+        "--limit",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="make at most N new requests per split (N ≥ 1)",
+    )
     gen.add_argument("--retry-failed", action="store_true", help="redo only the requests that failed")
     gen.add_argument(
         "--dry-run", action="store_true", help="render every prompt, count tokens and estimate cost; no model"

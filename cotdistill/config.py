@@ -212,8 +212,11 @@ def _set_path(tree: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config, apply ``key.sub=value`` overrides, validate, and fill every default."""
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] = (), *, validate: bool = True
+) -> RunConfig:
+    """Read a YAML config, apply ``key.sub=value`` overrides, fill every default and validate the whole of
+    it (``pipeline.validate``: every stage command checks the same things ``run`` does)."""
     tree: dict = {}
     if path is not None:
         p = Path(path)
@@ -236,7 +239,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Ru
                 f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})"
             ) from None
         _set_path(tree, key.strip(), value)
-    return _build(RunConfig, tree, "")
+    config = _build(RunConfig, tree, "")
+    if validate:
+        from cotdistill.pipeline import validate as check
+
+        check(config)
+    return config
 
 
 def to_dict(config) -> dict:

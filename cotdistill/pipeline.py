@@ -32,6 +32,7 @@ import yaml
 
 from cotdistill.config import RunConfig, to_dict, write_resolved
 from cotdistill.locking import exclusive
+from cotdistill.paths import plain_name
 from cotdistill.readers import DatasetSplit, canonical_split, load_split
 from cotdistill.readers.common import DataFormatError
 from cotdistill.records import Prediction, Usage
@@ -568,6 +569,11 @@ def validate(config: RunConfig) -> None:
     from cotdistill.readers import DATASETS, SPLITS
 
     d, t, k, e = config.data, config.teacher, config.knowledge, config.evaluation
+    if not plain_name(config.name):
+        raise ConfigError(
+            f"name={config.name!r}: the run's folder name under run_dir, one plain name (no '/', '..'); "
+            "to put runs elsewhere set run_dir"
+        )
     if d.dataset not in DATASETS:
         raise ConfigError(f"data.dataset={d.dataset!r}; expected one of {', '.join(DATASETS)}")
     task = DATASETS[d.dataset].task
@@ -638,6 +644,19 @@ def validate(config: RunConfig) -> None:
             _same_named(config.student, GenerativeTrainingConfig, output_dir="-")
     except ValueError as err:
         raise ConfigError(f"student: {err}") from None
+    st = config.student
+    for key in ("epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(st, key)
+        if value is not None and value <= 0:
+            raise ConfigError(
+                f"student.{key}={value}: it must be positive (or null for the student's default)"
+            )
+    for key in ("warmup_ratio", "weight_decay", "lora_dropout"):
+        value = getattr(st, key)
+        if value is not None and not 0 <= value < 1:
+            raise ConfigError(f"student.{key}={value}: it must lie in [0, 1)")
+    if e.resamples < 0:
+        raise ConfigError(f"evaluation.resamples={e.resamples}: it must be 0 or more")
 
 
 def _digest(config: RunConfig, stage: str) -> str:

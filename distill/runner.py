@@ -33,7 +33,7 @@ from cotdistill.distill.backends import (
     TeacherUnavailable,
 )
 from cotdistill.locking import exclusive
-from cotdistill.prompts import PromptLibrary, TemplateInfo
+from cotdistill.prompts import PromptLibrary, TemplateError, TemplateInfo
 from cotdistill.records import Example
 from cotdistill.tasks import TaskSpec
 
@@ -288,6 +288,34 @@ def make_request(
     )
 
 
+def render_requests(
+    library: PromptLibrary,
+    spec: TaskSpec,
+    chunk: Sequence[tuple[str, Example, TemplateInfo, int]],
+    sampling: Sampling,
+    model: str,
+    *,
+    sees_images: bool = True,
+    structured: bool = False,
+) -> tuple[list[TeacherRequest], list[Generation]]:
+    """The chunk's requests, and a stored failure for each prompt that could not be rendered (a runaway
+    prompt, a sandbox refusal on one example's text): one bad example never stops the run."""
+    requests, failed = [], []
+    for key, ex, t, s in chunk:
+        try:
+            requests.append(
+                make_request(
+                    library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
+                )
+            )
+        except TemplateError as err:
+            logger.warning("example %s, template %s: %s", ex.id, t.name, err)
+            failed.append(
+                Generation(key, ex.id, t.name, s, None, error=f"prompt not rendered: {err}", model=model)
+            )
+    return requests, failed
+
+
 def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str) -> list[Generation]:
     """Every request of a batch the backend raised on, stored as failed with the error."""
     return [
@@ -384,31 +412,33 @@ def run_generation(
         with store.open_writer() as f:
             for i in range(0, len(pending), batch_size):
                 chunk = pending[i : i + batch_size]
-                requests = [
-                    make_request(
-                        library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
-                    )
-                    for key, ex, t, s in chunk
-                ]
+                requests, unrendered = render_requests(
+                    library,
+                    spec,
+                    chunk,
+                    sampling,
+                    backend.model,
+                    sees_images=sees_images,
+                    structured=structured,
+                )
                 try:
-                    gens = backend.generate(requests)
+                    gens = backend.generate(requests) if requests else []
                 except (
                     TeacherUnavailable
                 ) as err:  # store what came back, then stop: the rest is made next run
-                    store_batch(f, err.made, stats, start, bar)
+                    store_batch(f, [*unrendered, *err.made], stats, start, bar)
                     bar.close()
                     raise
                 except BackendLoadError:
                     raise
-                except (
-                    Exception
-                ) as err:  # a backend that raises for a whole batch: store each request's failure
+                except Exception as err:  # a backend that raises for a whole batch: each request's failure
                     logger.exception("backend failed on a batch of %d requests", len(requests))
                     gens = batch_failed(requests, err, backend.model)
                 if len(gens) != len(requests):
                     raise RuntimeError(
                         f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
                     )
+                gens = [*unrendered, *gens]
                 store_batch(f, gens, stats, start, bar)
         bar.close()
         return stats

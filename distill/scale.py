@@ -33,9 +33,9 @@ from cotdistill.distill.runner import (
     RunStats,
     ShardStore,
     batch_failed,
-    make_request,
     pending_requests,
     progress_bar,
+    render_requests,
     store_batch,
 )
 from cotdistill.locking import exclusive
@@ -148,16 +148,22 @@ def run_generation_ray(
         )
         if not pending:
             return stats
-        rows = [
-            _encode(
-                make_request(
-                    library, spec, key, ex, t, s, sampling, sees_images=sees_images, structured=structured
+        requests, unrendered = render_requests(
+            library,
+            spec,
+            tqdm(pending, desc="render prompts", unit="req", disable=not progress or len(pending) < 10_000),
+            sampling,
+            model,
+            sees_images=sees_images,
+            structured=structured,
+        )
+        rows = [_encode(r) for r in requests]
+        if not rows:  # every prompt failed to render: store those failures, there is nothing to send
+            with store.open_writer() as f:
+                store_batch(
+                    f, unrendered, stats, time.perf_counter(), progress_bar(len(pending), backend, False)
                 )
-            )
-            for key, ex, t, s in tqdm(
-                pending, desc="render prompts", unit="req", disable=not progress or len(pending) < 10_000
-            )
-        ]
+            return stats
         if not ray.is_initialized():
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         ds = ray.data.from_items(rows).map_batches(
@@ -169,9 +175,10 @@ def run_generation_ray(
             num_gpus=gpus_per_replica or None,
         )
         start = time.perf_counter()
-        bar = progress_bar(len(rows), f"{backend} × {replicas} on ray", progress)
+        bar = progress_bar(len(pending), f"{backend} × {replicas} on ray", progress)
         unavailable: str | None = None
         with store.open_writer() as f:
+            store_batch(f, unrendered, stats, start, bar)
             for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
                 rows = [json.loads(text) for text in batch["generation"]]
                 store_batch(

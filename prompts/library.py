@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 from collections import Counter
@@ -23,12 +24,15 @@ from pathlib import Path
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from cotdistill.paths import inside
 from cotdistill.records import AttributeAnswer, EntityAnswer, Example, RelationAnswer
 from cotdistill.tasks import TaskSpec
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+# No model reads a million characters of prompt: past this a template loops or an example is not a post.
+MAX_PROMPT_CHARS = 1_000_000
 KINDS = ("cot", "augment", "answer")
 _HEADER = re.compile(
     r"^\{#-?\s*name:\s*(?P<name>[\w.\-]+)\s*\|\s*version:\s*(?P<version>\w+)\s*\|\s*kind:\s*(?P<kind>\w+)\s*\|\s*(?P<description>.*?)\s*-?#\}",
@@ -81,6 +85,10 @@ class TemplateError(ValueError):
     """A template that cannot be used: unknown name, bad header, duplicate name, render failure."""
 
 
+class PromptTooLong(TemplateError):
+    """A rendered prompt over ``MAX_PROMPT_CHARS``: that example's request fails, the run goes on."""
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
     name: str
@@ -99,13 +107,34 @@ class TemplateInfo:
         return hashlib.sha256(f"{self.name}\0{self.version}\0{self.source}".encode()).hexdigest()[:16]
 
 
+class _FolderLoader(jinja2.FileSystemLoader):
+    """A file loader that reads only files inside its folder: a template (or an include) that is a symlink
+    to somewhere else is refused, not read."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        if filename and not any(inside(root, filename) for root in self.searchpath):
+            raise TemplateError(
+                f"template {template!r} is a link to {os.path.realpath(filename)}, outside its template folder"
+            )
+        return source, filename, uptodate
+
+
 def _scan(root: Path) -> dict[str, TemplateInfo]:
     found: dict[str, TemplateInfo] = {}
     for path in sorted(root.rglob("*.j2")):
         rel = path.relative_to(root).as_posix()
+        if not inside(root, path):
+            raise TemplateError(
+                f"{path} is a link to {os.path.realpath(path)}, outside the template folder {root}; "
+                "copy the file into the folder instead"
+            )
         if rel.startswith("common/"):
             continue
-        source = path.read_text(encoding="utf-8")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise TemplateError(f"{path}: cannot be read as UTF-8 text ({err})") from None
         m = _HEADER.match(source)
         if m is None:
             raise TemplateError(
@@ -137,8 +166,7 @@ class PromptLibrary:
                 raise TemplateError(f"template directory {d} does not exist")
         # User directories come first in the loader, so a user file at a package path (common/base.j2) wins too.
         loader = jinja2.ChoiceLoader(
-            [jinja2.FileSystemLoader(str(d)) for d in reversed(user_dirs)]
-            + [jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES))]
+            [_FolderLoader(str(d)) for d in reversed(user_dirs)] + [_FolderLoader(str(PACKAGE_TEMPLATES))]
         )
         self.env = ImmutableSandboxedEnvironment(
             loader=loader,
@@ -151,6 +179,29 @@ class PromptLibrary:
         self.templates: dict[str, TemplateInfo] = _scan(PACKAGE_TEMPLATES)
         for d in user_dirs:
             self.templates.update(_scan(d))
+        if user_dirs:  # the package's own templates are checked by the tests
+            for info in self.templates.values():
+                self._compile(info)
+
+    def _compile(self, info: TemplateInfo) -> None:
+        """Parse a template and the chain it extends or includes now, so that a syntax error or a missing
+        include stops before any request, naming file and line."""
+        try:
+            self._blocks(info)
+            todo, seen = [info.source], set()
+            while todo:  # every template it extends, includes or imports, and theirs
+                for ref in meta.find_referenced_templates(self.env.parse(todo.pop())):
+                    if ref is not None and ref not in seen:
+                        seen.add(ref)
+                        todo.append(self.env.loader.get_source(self.env, ref)[0])  # type: ignore[union-attr]
+        except jinja2.TemplateSyntaxError as err:
+            raise TemplateError(
+                f"{err.filename or Path(info.root) / info.path}:{err.lineno}: template syntax error: {err.message}"
+            ) from None
+        except jinja2.TemplateNotFound as err:
+            raise TemplateError(
+                f"{Path(info.root) / info.path}: it extends or includes {err.name!r}, which no template folder has"
+            ) from None
 
     def names(self, task: str | None = None, kind: str | None = None) -> list[str]:
         return [
@@ -201,6 +252,12 @@ class PromptLibrary:
             raise TemplateError(
                 f"template {name}: {err.message}; the variables it may use are {', '.join(VARIABLES)}"
             ) from None
+        except SecurityError as err:
+            raise TemplateError(f"template {name}: blocked by the sandbox: {err}") from None
+        except jinja2.TemplateError as err:
+            raise TemplateError(f"template {name}: {err.__class__.__name__}: {err}") from None
+        except (RecursionError, MemoryError, OverflowError) as err:
+            raise TemplateError(f"template {name}: {err.__class__.__name__} while rendering") from None
 
     def render(
         self,
@@ -241,6 +298,12 @@ class PromptLibrary:
             content.append({"type": "image", "image": example.image})
         content.append({"type": "text", "text": blocks["user"]})
         messages.append({"role": "user", "content": content})
+        size = sum(len(blocks.get(b) or "") for b in ("system", "user"))
+        if size > MAX_PROMPT_CHARS:
+            raise PromptTooLong(
+                f"template {name} rendered {size:,} characters for example {example.id}, over the "
+                f"{MAX_PROMPT_CHARS:,} limit: the template repeats something or the example is not text"
+            )
         return messages
 
     def lint(self) -> list[str]:

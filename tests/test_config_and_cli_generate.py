@@ -68,6 +68,12 @@ def test_every_standard_dataset_has_a_config_for_each_student():
         ("student.kind=generative student.alpha=1.5", "alpha"),
         ("student.quantization=4bit", "generative student"),
         ("evaluation.split=dev2", "dev2"),
+        ("name=../../elsewhere", "one plain name"),
+        ("name=/tmp/x", "one plain name"),
+        ("student.epochs=-1", "student.epochs=-1"),
+        ("student.batch_size=0", "student.batch_size=0"),
+        ("teacher.samples=-2", "teacher.samples"),
+        ("teacher.rationale_samples=0", "teacher.rationale_samples"),
         ("student.teacher_tags=true student.knowledge_text=false", None),
         ("student.teacher_tags=true student.knowledge=none", "student.teacher_tags"),
         ("student.kind=generative student.teacher_tags=true", "student.teacher_tags"),
@@ -82,12 +88,16 @@ def test_every_standard_dataset_has_a_config_for_each_student():
 def test_validation_names_the_bad_key(override, message):
     from cotdistill.pipeline import validate
 
-    config = load_config(REPO / "configs" / "twitter2015.yaml", override.split())
+    config = load_config(REPO / "configs" / "twitter2015.yaml", override.split(), validate=False)
     if message is None:
         validate(config)  # valid
+        load_config(REPO / "configs" / "twitter2015.yaml", override.split())
         return
     with pytest.raises(ConfigError, match=message):
         validate(config)
+    # every command loads its config through the same checks
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "configs" / "twitter2015.yaml", override.split())
 
 
 def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, capsys):

@@ -137,7 +137,7 @@ def test_sandbox_strict_undefined_and_override(tmp_path):
     spec = TaskSpec.from_examples("mner", [ex])
     assert lib.get("mner.noun").version == "7"
     assert lib.render("mner.noun", ex, spec)[-1]["content"][-1]["text"] == "Explain: Obama visits Paris"
-    with pytest.raises(jinja2.exceptions.SecurityError):
+    with pytest.raises(TemplateError, match="mner.evil: blocked by the sandbox: access to attribute '__class__'"):
         lib.render("mner.evil", ex, spec)
     with pytest.raises(TemplateError, match="'no_such_variable' is undefined"):
         lib.render("mner.loose", ex, spec)
@@ -215,3 +215,61 @@ def test_cli_prompts(tmp_path, capsys):
         == 2
     )
     assert "outside the 1 test examples" in capsys.readouterr().err
+
+
+def _template(folder, name, body, file=None):
+    (folder / "mner").mkdir(parents=True, exist_ok=True)
+    path = folder / "mner" / (file or f"{name.split('.')[-1]}.j2")
+    path.write_text(f"{{#- name: {name} | version: 1 | kind: cot | x -#}}\n" + body)
+    return path
+
+
+def test_template_folders_never_read_outside_themselves(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the key is 1234")
+    user = tmp_path / "templates"
+    (user / "mner").mkdir(parents=True)
+    (user / "mner" / "linked.j2").symlink_to(secret)
+    with pytest.raises(TemplateError, match="outside the template folder"):
+        PromptLibrary([user])
+    # an include that is a link out of the folder is refused when it is loaded
+    (user / "mner" / "linked.j2").unlink()
+    (user / "common").mkdir()
+    (user / "common" / "leak.j2").symlink_to(secret)
+    _template(user, "mner.leak", '{% extends "common/base.j2" %}{% block user %}{% include "common/leak.j2" %}{% endblock %}')
+    with pytest.raises(TemplateError, match="outside the template folder"):
+        PromptLibrary([user])
+    # and the loader refuses it too, should a link appear after the folder was scanned
+    (user / "common" / "leak.j2").unlink()
+    (user / "common" / "leak.j2").write_text("fine")
+    lib = PromptLibrary([user])
+    (user / "common" / "leak.j2").unlink()
+    (user / "common" / "leak.j2").symlink_to(secret)
+    ex = ner_example(0, "Obama visits Paris", [(0, 1, "PER")])
+    with pytest.raises(TemplateError, match="outside its template folder"):
+        lib.render("mner.leak", ex, TaskSpec.from_examples("mner", [ex]))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{% extends "common/base.j2" %}{% block user %}{{ text }{% endblock %}', "template syntax error"),
+        ('{% extends "common/base.j2" %}{% block user %}{% include "nope.j2" %}{% endblock %}', "which no template folder has"),
+        ('{% extends "common/nope.j2" %}', "which no template folder has"),
+    ],
+)
+def test_template_errors_are_one_clear_line_before_any_request(tmp_path, body, message):
+    _template(tmp_path, "mner.bad", body)
+    with pytest.raises(TemplateError, match=message):
+        PromptLibrary([tmp_path])
+
+
+def test_a_runaway_prompt_fails_its_own_request(tmp_path):
+    from cotdistill.prompts.library import MAX_PROMPT_CHARS, PromptTooLong
+
+    _template(tmp_path, "mner.huge", '{% extends "common/base.j2" %}{% block user %}{{ text * 400000 }}{% endblock %}')
+    lib = PromptLibrary([tmp_path])
+    ex = ner_example(0, "Obama visits Paris", [(0, 1, "PER")])
+    spec = TaskSpec.from_examples("mner", [ex])
+    with pytest.raises(PromptTooLong, match=f"over the {MAX_PROMPT_CHARS:,} limit"):
+        lib.render("mner.huge", ex, spec)

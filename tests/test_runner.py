@@ -247,3 +247,23 @@ def test_a_second_writer_on_the_same_teacher_folder_is_refused(tmp_path):
         examples(2), GRAINS, PromptLibrary(), SPEC, EchoBackend("echo", text="x"), out, progress=False
     )
     assert stats.generated == 6
+
+
+def test_a_prompt_that_cannot_be_rendered_fails_alone(tmp_path):
+    folder = tmp_path / "templates" / "mner"
+    folder.mkdir(parents=True)
+    # a template that blows up on one example's text only
+    (folder / "picky.j2").write_text(
+        '{#- name: mner.picky | version: 1 | kind: cot | x -#}\n{% extends "common/base.j2" %}'
+        '{% block user %}{{ text * (400000 if "3" in text else 1) }}{% endblock %}'
+    )
+    lib = PromptLibrary([tmp_path / "templates"])
+    out = tmp_path / "teacher"
+    stats = run_generation(
+        examples(5), ["mner.picky"], lib, SPEC, EchoBackend("echo", text="x"), out, batch_size=2, progress=False
+    )
+    gens = ShardStore(out).load()
+    assert stats.generated == 5 and len(gens) == 5
+    bad = [g for g in gens.values() if g.error]
+    assert [g.example_id for g in bad] == ["3"] and bad[0].error.startswith("prompt not rendered: ")
+    assert "over the 1,000,000 limit" in bad[0].error

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cotdistill.paths import inside
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,9 +72,10 @@ class ImageResolver:
         assert self.root is not None
         full = os.path.join(self.root, *parts)
         exists = name in self._listing if len(parts) == 1 else os.path.isfile(full)
-        if exists and len(parts) == 1 and os.path.islink(full):
-            # A link may point anywhere: only follow it when its target stays inside the directory.
-            exists = os.path.realpath(full).startswith(self.root + os.sep)
+        if exists and (len(parts) > 1 or os.path.islink(full)):
+            # A link (the file or any folder on its way) may point anywhere: follow it only when the file
+            # it reaches stays inside the image directory. Plain one-part names need no resolving.
+            exists = inside(self.root, full)
         if not exists:
             self.missing += 1
             return None
