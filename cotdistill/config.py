@@ -228,6 +228,10 @@ def load_config(
             mark = getattr(err, "problem_mark", None)
             where = f"{p}:{mark.line + 1}" if mark else str(p)
             raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(
+                f"{p}: expected a mapping of sections (name, data, teacher, student, ...), got {type(tree).__name__}"
+            )
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:

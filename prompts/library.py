@@ -243,7 +243,7 @@ class PromptLibrary:
         info = self.get(name)
         ctx = self._template(info).new_context(variables)
         try:
-            return {
+            blocks = {
                 block: "".join(fn(ctx)).strip()
                 for block, fn in self._blocks(info).items()
                 if block in ("system", "user")
@@ -258,6 +258,12 @@ class PromptLibrary:
             raise TemplateError(f"template {name}: {err.__class__.__name__}: {err}") from None
         except (RecursionError, MemoryError, OverflowError) as err:
             raise TemplateError(f"template {name}: {err.__class__.__name__} while rendering") from None
+        if "user" not in blocks:
+            raise TemplateError(
+                f"template {name} ({Path(info.root) / info.path}) has no user block: extend common/base.j2 and "
+                "fill {% block user %}"
+            )
+        return blocks
 
     def render(
         self,

@@ -37,6 +37,8 @@ def _load_json_records(path: str | os.PathLike) -> list:
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as err:
         raise DataFormatError(path, err.lineno, f"invalid JSON ({err.msg}, column {err.colno})") from None
+    except RecursionError:
+        raise DataFormatError(path, None, "JSON nested too deeply to be a dataset record") from None
     if not isinstance(records, list):
         raise DataFormatError(path, 1, "expected a JSON list of records")
     return records

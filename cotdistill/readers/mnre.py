@@ -38,6 +38,8 @@ def read_mnre(
         try:
             # literal_eval only builds literals: a line can never run code.
             rec = ast.literal_eval(line)
+        except (RecursionError, MemoryError):
+            raise DataFormatError(path, lineno, "nested too deeply to be an MNRE record") from None
         except (SyntaxError, ValueError) as err:
             raise DataFormatError(
                 path,
