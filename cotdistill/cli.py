@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from cotdistill.distill.backends import TeacherUnavailable
+from cotdistill.distill.runner import StoreError
 from cotdistill.eval.scoring import label_counts
 from cotdistill.locking import RunLocked, exclusive
-from cotdistill.pipeline import STAGES
+from cotdistill.pipeline import STAGES, TeacherFailedError
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
 from cotdistill.tasks import TaskSpec
@@ -702,7 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     ) as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 2
-    except TeacherUnavailable as err:
+    except (TeacherUnavailable, StoreError, TeacherFailedError) as err:
+        print(f"cotdistill: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the machine, not the input: a full disk, a permission, a vanished folder
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 1
 

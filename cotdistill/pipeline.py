@@ -62,6 +62,10 @@ STAGE_INPUTS = {
 }
 
 
+class TeacherFailedError(RuntimeError):
+    """Every request of a split failed: the teacher is misconfigured or down, not the data."""
+
+
 class StageError(RuntimeError):
     """A stage of ``cotdistill run`` failed; the message names the stage, the cause and how to resume."""
 
@@ -164,8 +168,15 @@ def generate(
             )
         else:
             stats = run_generation(ds.examples, t.templates, library, spec, backend, out, **common)
-        write_manifest(out, stats, to_dict(config))
+        manifest = json.loads(write_manifest(out, stats, to_dict(config)).read_text(encoding="utf-8"))
         summary[split] = stats.to_dict()
+        if manifest["generations"] and not manifest["succeeded"]:
+            # A teacher that answers nothing is not a finished stage: the knowledge would be empty.
+            raise TeacherFailedError(
+                f"the teacher failed every one of the {manifest['generations']:,} {split} requests "
+                f"(failures by reason: {manifest['failures_by_reason']}); fix the teacher, then redo the "
+                f"failures: cotdistill generate CONFIG --retry-failed"
+            )
     return summary
 
 

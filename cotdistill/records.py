@@ -27,6 +27,24 @@ def _require(obj: dict, key: str, kind: str) -> Any:
     return obj[key]
 
 
+_MISSING = object()
+
+
+def _typed(obj: dict, key: str, kind: str, types: tuple, expected: str, default: Any = _MISSING) -> Any:
+    """A field of a JSON record, checked for its type (``bool`` never passes as an int); ``default`` makes
+    the field optional."""
+    if default is not _MISSING and isinstance(obj, dict) and key not in obj:
+        return default
+    value = _require(obj, key, kind)
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        raise RecordError(f"{kind}: field {key!r} must be {expected}, got {value!r}")
+    return value
+
+
+def _list(obj: dict, key: str, kind: str) -> list:
+    return _typed(obj, key, kind, (list, tuple), "a list")
+
+
 @dataclass(slots=True, frozen=True)
 class Entity:
     """A typed mention over tokens ``[start, end)``; ``type`` is None for an untyped argument (MNRE)."""
@@ -50,10 +68,10 @@ class Entity:
     @classmethod
     def from_dict(cls, obj: dict) -> Entity:
         return cls(
-            start=int(_require(obj, "start", "Entity")),
-            end=int(_require(obj, "end", "Entity")),
-            type=obj.get("type"),
-            text=str(obj.get("text", "")),
+            start=_typed(obj, "start", "Entity", (int,), "a token index"),
+            end=_typed(obj, "end", "Entity", (int,), "a token index"),
+            type=_typed(obj, "type", "Entity", (str, type(None)), "a label string or null", None),
+            text=_typed(obj, "text", "Entity", (str,), "a string", ""),
         )
 
 
@@ -73,7 +91,7 @@ class Relation:
         return cls(
             head=Entity.from_dict(_require(obj, "head", "Relation")),
             tail=Entity.from_dict(_require(obj, "tail", "Relation")),
-            label=str(_require(obj, "label", "Relation")),
+            label=_typed(obj, "label", "Relation", (str,), "a label string"),
         )
 
 
@@ -99,10 +117,12 @@ class AttributeValue:
     @classmethod
     def from_dict(cls, obj: dict) -> AttributeValue:
         return cls(
-            attribute=str(_require(obj, "attribute", "AttributeValue")),
-            value=str(_require(obj, "value", "AttributeValue")),
-            start=obj.get("start"),
-            end=obj.get("end"),
+            attribute=_typed(obj, "attribute", "AttributeValue", (str,), "an attribute name"),
+            value=_typed(obj, "value", "AttributeValue", (str,), "a string"),
+            start=_typed(
+                obj, "start", "AttributeValue", (int, type(None)), "a character offset or null", None
+            ),
+            end=_typed(obj, "end", "AttributeValue", (int, type(None)), "a character offset or null", None),
         )
 
 
@@ -118,7 +138,7 @@ class EntityAnswer:
 
     @classmethod
     def from_dict(cls, obj: dict) -> EntityAnswer:
-        return cls(tuple(Entity.from_dict(e) for e in _require(obj, "entities", "EntityAnswer")))
+        return cls(tuple(Entity.from_dict(e) for e in _list(obj, "entities", "EntityAnswer")))
 
 
 @dataclass(slots=True, frozen=True)
@@ -133,7 +153,7 @@ class RelationAnswer:
 
     @classmethod
     def from_dict(cls, obj: dict) -> RelationAnswer:
-        return cls(tuple(Relation.from_dict(r) for r in _require(obj, "relations", "RelationAnswer")))
+        return cls(tuple(Relation.from_dict(r) for r in _list(obj, "relations", "RelationAnswer")))
 
 
 @dataclass(slots=True, frozen=True)
@@ -148,7 +168,7 @@ class AttributeAnswer:
 
     @classmethod
     def from_dict(cls, obj: dict) -> AttributeAnswer:
-        return cls(tuple(AttributeValue.from_dict(v) for v in _require(obj, "values", "AttributeAnswer")))
+        return cls(tuple(AttributeValue.from_dict(v) for v in _list(obj, "values", "AttributeAnswer")))
 
 
 Answer = Union[EntityAnswer, RelationAnswer, AttributeAnswer]  # noqa: UP007 (runtime alias for 3.10)

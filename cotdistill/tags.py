@@ -67,6 +67,12 @@ def _strict_iob2_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     current: list = []  # [start, type] of the open entity, if any
     for i, raw in enumerate(tags):
         tag, type_ = _split(raw)
+        if tag not in ("B", "I", "O"):
+            # As seqeval's strict IOB2 does: E-/S- belong to IOBES, which this mode does not read.
+            raise ValueError(
+                f"tag {raw!r} at position {i} is not IOB2 (allowed prefixes: B-, I-, O); strict mode reads "
+                "IOB2 only, use mode='conlleval' for IOBES tags"
+            )
         if tag == "I" and current and current[1] == type_:
             continue
         if current:

@@ -97,6 +97,10 @@ def _hash_key(prefix: str, suffix: str) -> str:
     return hashlib.sha256((prefix + suffix).encode("utf-8")).hexdigest()[:32]
 
 
+class StoreError(RuntimeError):
+    """The teacher's results could not be written (disk full, folder gone); the run stops, nothing is lost."""
+
+
 def valid_record(obj) -> bool:
     """A stored generation as ``write_batch`` writes it: the fields of ``Generation.to_dict`` with their types,
     and text or an error."""
@@ -355,7 +359,15 @@ def progress_bar(total: int, name: str, enabled: bool):
 def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, bar) -> None:
     """One batch of results: checked, written (flushed and fsynced), counted, shown."""
     gens = [checked(g) for g in gens]
-    write_batch(f, gens)
+    try:
+        write_batch(f, gens)
+    except OSError as err:
+        # A full disk or a vanished mount: every earlier batch is fsynced and kept, this one may be cut
+        # short (its lines are then made again), and the run stops rather than spend teacher calls.
+        raise StoreError(
+            f"could not write the teacher's results to {getattr(f, 'name', 'the shard')}: "
+            f"{err.strerror or err}; what was stored before is kept: free space and rerun to continue"
+        ) from err
     for g in gens:
         stats.generated += 1
         stats.prompt_tokens += g.usage.prompt_tokens

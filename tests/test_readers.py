@@ -94,6 +94,21 @@ def test_images_found_missing_and_unsafe(tmp_path):
         with pytest.raises(DataFormatError, match="image name"):
             resolver.resolve(name, "f.txt", 3)
     assert resolver.resolve("link.jpg", "f.txt", 1) is None  # a link out of the directory is not followed
+    # a link anywhere on the way counts too: a symlinked sub-folder, or a link inside a real sub-folder
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.jpg").write_bytes(b"secret")
+    (images / "sub").symlink_to(outside)
+    (images / "real").mkdir()
+    (images / "real" / "y.jpg").symlink_to(outside / "x.jpg")
+    (images / "real" / "z.jpg").write_bytes(b"jpg")
+    resolver = ImageResolver(images)
+    assert resolver.resolve("sub/x.jpg", "f.txt", 1) is None
+    assert resolver.resolve("real/y.jpg", "f.txt", 1) is None
+    assert resolver.resolve("real/z.jpg", "f.txt", 1) == str(images / "real" / "z.jpg")
+    (images / "inner").mkdir()
+    (images / "inner" / "ok.jpg").symlink_to(images / "1.jpg")  # a link that stays inside is followed
+    assert resolver.resolve("inner/ok.jpg", "f.txt", 1) == str(images / "inner" / "ok.jpg")
     write(tmp_path / "train.txt", "IMGID:../../etc/passwd\na\tO\n")
     with pytest.raises(DataFormatError, match="outside the image directory"):
         load_split("twitter2015", tmp_path, "train")
@@ -300,3 +315,23 @@ def test_hf_dataset_roundtrip(tmp_path):
     ds = to_hf_dataset(exs)
     assert ds[0]["image"].size == (4, 3) and ds[1]["image"] is None
     assert examples_from_hf_dataset(ds) == exs
+
+
+def test_duplicate_ids_empty_files_and_bad_image_lists_are_input_errors(tmp_path):
+    mepave = tmp_path / "mepave"
+    mepave.mkdir()
+    write(mepave / "jdai.jave.fashion.test", "1\t7\t红色上衣\t<颜色>红色</颜色>上衣\n2\t7\t蓝色上衣\t<颜色>蓝色</颜色>上衣\n")
+    with pytest.raises(DataFormatError, match=r"test:2: example id '7' appears twice \(first at line 1\)"):
+        load_split("mepave", mepave, "test")
+    mae = tmp_path / "mae"
+    mae.mkdir()
+    product = {"clean_title": "red shirt", "clean_text": "a red shirt", "specs": {"color": "red"}}
+    write(mae / "test.json", json.dumps([{**product, "id": "p1"}, {**product, "id": "p1"}]))
+    with pytest.raises(DataFormatError, match="example id 'p1' appears twice"):
+        load_split("mae", mae, "test")
+    write(mae / "test.json", json.dumps([{**product, "images": "a.jpg"}]))
+    with pytest.raises(DataFormatError, match="'images' must be a list of file names, got 'a.jpg'"):
+        load_split("mae", mae, "test")
+    write(tmp_path / "test.txt", "")
+    with pytest.raises(DataFormatError, match="no twitter2015 examples in the file"):
+        load_split("twitter2015", tmp_path, "test")

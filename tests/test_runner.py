@@ -267,3 +267,29 @@ def test_a_prompt_that_cannot_be_rendered_fails_alone(tmp_path):
     bad = [g for g in gens.values() if g.error]
     assert [g.example_id for g in bad] == ["3"] and bad[0].error.startswith("prompt not rendered: ")
     assert "over the 1,000,000 limit" in bad[0].error
+
+
+def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, monkeypatch):
+    import errno
+
+    import cotdistill.distill.runner as runner
+
+    lib = PromptLibrary()
+    out = tmp_path / "teacher"
+    backend = EchoBackend("echo", text="x")
+    real_fsync, calls = os.fsync, []
+
+    def full(fd):
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(runner.os, "fsync", full)
+    with pytest.raises(runner.StoreError, match="No space left on device; what was stored before is kept"):
+        run_generation(examples(6), GRAINS, lib, SPEC, backend, out, batch_size=3, progress=False)
+    monkeypatch.setattr(runner.os, "fsync", real_fsync)
+    again = run_generation(examples(6), GRAINS, lib, SPEC, backend, out, batch_size=3, progress=False)
+    assert again.already_done >= 6 and again.already_done + again.generated == 18
+    lines = [json.loads(x) for p in ShardStore(out).shards() for x in p.read_text().splitlines()]
+    assert len({x["key"] for x in lines}) == 18

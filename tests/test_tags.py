@@ -11,7 +11,7 @@ CASES = [
     (["B-PER", "B-PER"], [(0, 1, "PER"), (1, 2, "PER")], [(0, 1, "PER"), (1, 2, "PER")]),
     (["I-ORG", "B-ORG", "I-ORG"], [(0, 1, "ORG"), (1, 3, "ORG")], [(1, 3, "ORG")]),
     (["B-OTHER", "I-OTHER", "I-OTHER"], [(0, 3, "OTHER")], [(0, 3, "OTHER")]),
-    (["S-PER", "B-LOC", "E-LOC"], [(0, 1, "PER"), (1, 3, "LOC")], [(1, 2, "LOC")]),
+    (["S-PER", "B-LOC", "E-LOC"], [(0, 1, "PER"), (1, 3, "LOC")], None),  # IOBES: strict IOB2 refuses
     ([], [], []),
     (["O", "O"], [], []),
 ]
@@ -20,7 +20,22 @@ CASES = [
 @pytest.mark.parametrize("tags, conll, strict", CASES)
 def test_decoding(tags, conll, strict):
     assert tags_to_spans(tags) == conll
-    assert tags_to_spans(tags, "strict") == strict
+    if strict is None:
+        with pytest.raises(ValueError, match="is not IOB2"):
+            tags_to_spans(tags, "strict")
+    else:
+        assert tags_to_spans(tags, "strict") == strict
+
+
+@pytest.mark.parametrize("tags", [["S-PER"], ["B-PER", "E-PER"], ["O", "E-LOC"]])
+def test_strict_refuses_iobes_as_seqeval_does(tags):
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    with pytest.raises(ValueError):
+        f1_score([tags], [tags], mode="strict", scheme=IOB2)
+    with pytest.raises(ValueError, match="is not IOB2"):
+        tags_to_spans(tags, "strict")
 
 
 def test_unknown_mode():

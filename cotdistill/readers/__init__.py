@@ -188,6 +188,22 @@ def load_split(
             kwargs["labels"] = read_label_vocab(vocab)
             report.files.append(str(vocab))
     examples = info.reader(path, split=split, images=images, report=report, **kwargs)
+    if not examples:
+        raise DataFormatError(
+            path, None, f"no {name} examples in the file; expected {split} records in the {name} format"
+        )
+    first: dict[str, Example] = {}
+    for ex in examples:
+        if ex.id in first:
+            seen = first[ex.id].meta.get("line")
+            raise DataFormatError(
+                path,
+                ex.meta.get("line"),
+                f"example id {ex.id!r} appears twice"
+                + (f" (first at line {seen})" if seen else "")
+                + "; ids must be unique, or the example would be scored twice",
+            )
+        first[ex.id] = ex
     captions_path = _first_existing(data_dir, info.captions) if info.captions else None
     if captions_path is not None:
         captions = read_captions(captions_path)

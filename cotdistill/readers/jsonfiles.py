@@ -161,7 +161,11 @@ def read_mae(
             at = lowered.find(value.lower())
             span = (at, at + len(value)) if at >= 0 else (None, None)
             values.append(AttributeValue(str(attr), value, *span))
-        names = [str(x) for x in rec.get("images") or []]
+        names = rec.get("images") or []
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise DataFormatError(
+                path, None, f"{where}: 'images' must be a list of file names, got {names!r}"
+            )
         resolved = [images.resolve(n, path, None) for n in names]
         image = next((p for p in resolved if p), None)
         examples.append(
