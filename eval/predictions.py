@@ -30,7 +30,14 @@ def read_prediction_jsonl(path: str | os.PathLike) -> list[Prediction]:
                 continue
             try:
                 out.append(Prediction.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, RecordError, TypeError, ValueError, KeyError, AttributeError) as err:
+            except (
+                json.JSONDecodeError,
+                RecordError,
+                TypeError,
+                ValueError,
+                KeyError,
+                AttributeError,
+            ) as err:
                 raise DataFormatError(path, lineno, f"not a Prediction record ({err})") from None
             except RecursionError:
                 raise DataFormatError(path, lineno, "not a Prediction record (nested too deeply)") from None

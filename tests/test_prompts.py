@@ -2,7 +2,6 @@
 
 import json
 
-import jinja2.exceptions
 import pytest
 from conftest import need
 
@@ -137,7 +136,9 @@ def test_sandbox_strict_undefined_and_override(tmp_path):
     spec = TaskSpec.from_examples("mner", [ex])
     assert lib.get("mner.noun").version == "7"
     assert lib.render("mner.noun", ex, spec)[-1]["content"][-1]["text"] == "Explain: Obama visits Paris"
-    with pytest.raises(TemplateError, match="mner.evil: blocked by the sandbox: access to attribute '__class__'"):
+    with pytest.raises(
+        TemplateError, match=r"mner\.evil: blocked by the sandbox: access to attribute '__class__'"
+    ):
         lib.render("mner.evil", ex, spec)
     with pytest.raises(TemplateError, match="'no_such_variable' is undefined"):
         lib.render("mner.loose", ex, spec)
@@ -236,7 +237,11 @@ def test_template_folders_never_read_outside_themselves(tmp_path):
     (user / "mner" / "linked.j2").unlink()
     (user / "common").mkdir()
     (user / "common" / "leak.j2").symlink_to(secret)
-    _template(user, "mner.leak", '{% extends "common/base.j2" %}{% block user %}{% include "common/leak.j2" %}{% endblock %}')
+    _template(
+        user,
+        "mner.leak",
+        '{% extends "common/base.j2" %}{% block user %}{% include "common/leak.j2" %}{% endblock %}',
+    )
     with pytest.raises(TemplateError, match="outside the template folder"):
         PromptLibrary([user])
     # and the loader refuses it too, should a link appear after the folder was scanned
@@ -254,7 +259,10 @@ def test_template_folders_never_read_outside_themselves(tmp_path):
     ("body", "message"),
     [
         ('{% extends "common/base.j2" %}{% block user %}{{ text }{% endblock %}', "template syntax error"),
-        ('{% extends "common/base.j2" %}{% block user %}{% include "nope.j2" %}{% endblock %}', "which no template folder has"),
+        (
+            '{% extends "common/base.j2" %}{% block user %}{% include "nope.j2" %}{% endblock %}',
+            "which no template folder has",
+        ),
         ('{% extends "common/nope.j2" %}', "which no template folder has"),
     ],
 )
@@ -267,7 +275,11 @@ def test_template_errors_are_one_clear_line_before_any_request(tmp_path, body, m
 def test_a_runaway_prompt_fails_its_own_request(tmp_path):
     from cotdistill.prompts.library import MAX_PROMPT_CHARS, PromptTooLong
 
-    _template(tmp_path, "mner.huge", '{% extends "common/base.j2" %}{% block user %}{{ text * 400000 }}{% endblock %}')
+    _template(
+        tmp_path,
+        "mner.huge",
+        '{% extends "common/base.j2" %}{% block user %}{{ text * 400000 }}{% endblock %}',
+    )
     lib = PromptLibrary([tmp_path])
     ex = ner_example(0, "Obama visits Paris", [(0, 1, "PER")])
     spec = TaskSpec.from_examples("mner", [ex])

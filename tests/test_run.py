@@ -346,7 +346,7 @@ def test_a_second_run_on_the_same_directory_is_refused(tmp_path, assets, capsys)
 
 
 def test_a_teacher_that_fails_every_request_does_not_finish_the_stage(tmp_path, assets, capsys):
-    data, _, student = assets
+    data = assets[0]
     ids = [ex.id for s in ("train", "valid", "test") for ex in load_split("twitter2015", data, s).examples]
     args = [
         *overrides(tmp_path, assets),
@@ -360,7 +360,12 @@ def test_a_teacher_that_fails_every_request_does_not_finish_the_stage(tmp_path, 
     assert "--retry-failed" in err
     assert not (tmp_path / "runs" / "smoke" / "stages.json").exists() or "generate" not in stages(tmp_path)
     # fixed teacher: retry the failures, then the run goes on from generate
-    fixed = [*overrides(tmp_path, assets), "teacher.backend=echo", "teacher.model=echo", "teacher.options={text: x}"]
+    fixed = [
+        *overrides(tmp_path, assets),
+        "teacher.backend=echo",
+        "teacher.model=echo",
+        "teacher.options={text: x}",
+    ]
     assert main(["generate", SMOKE, *fixed, "--retry-failed"]) == 0
     assert main(["run", SMOKE, *fixed, "--stop-after", "knowledge"]) == 0
     assert list(stages(tmp_path)) == ["generate", "knowledge"]

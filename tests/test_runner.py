@@ -260,7 +260,14 @@ def test_a_prompt_that_cannot_be_rendered_fails_alone(tmp_path):
     lib = PromptLibrary([tmp_path / "templates"])
     out = tmp_path / "teacher"
     stats = run_generation(
-        examples(5), ["mner.picky"], lib, SPEC, EchoBackend("echo", text="x"), out, batch_size=2, progress=False
+        examples(5),
+        ["mner.picky"],
+        lib,
+        SPEC,
+        EchoBackend("echo", text="x"),
+        out,
+        batch_size=2,
+        progress=False,
     )
     gens = ShardStore(out).load()
     assert stats.generated == 5 and len(gens) == 5
