@@ -36,6 +36,27 @@ def pretrained_args(name: str | Path) -> tuple[str, dict]:
     return str(path.resolve().parent), {"gguf_file": path.name}
 
 
+def from_pretrained(cls, name: str | Path, **kwargs):
+    """``cls.from_pretrained`` for a hub id, a folder or a ``.gguf`` file. A GGUF model comes back as an
+    ordinary dequantized model: transformers would otherwise refuse to train or save it, though its
+    weights are plain tensors once loaded."""
+    source, extra = pretrained_args(name)
+    model = cls.from_pretrained(source, **kwargs, **extra)
+    if extra:
+        plain(model)
+    return model
+
+
+def plain(model) -> None:
+    """Drop the GGUF loader's bookkeeping from a loaded model (its weights are already dequantized)."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in vars(model):
+            delattr(model, attr)
+
+
 def _require_gguf() -> None:
     from cotdistill.optional import require
 
@@ -63,13 +84,8 @@ def convert_gguf(src: str | Path, out: str | Path, dtype: str = "bfloat16") -> P
     folder, kwargs = pretrained_args(src)
     config = AutoConfig.from_pretrained(folder, **kwargs)
     logger.info("dequantizing %s (%s)", src, config.model_type)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **kwargs)
+    model = from_pretrained(AutoModelForCausalLM, src, dtype=getattr(torch, dtype))
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    # The dequantized weights are ordinary tensors; what marks the model as GGUF-quantized is only the
-    # loader's bookkeeping, which would make save_pretrained refuse ("not serializable").
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     model.config.dtype = dtype
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

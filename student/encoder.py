@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cotdistill.models import pretrained_args
+from cotdistill.models import from_pretrained
 from cotdistill.records import (
     Answer,
     AttributeAnswer,
@@ -182,11 +182,8 @@ class EncoderTagger(nn.Module):
         self.encoder = (
             encoder
             if encoder is not None
-            else AutoModel.from_pretrained(
-                pretrained_args(config.model)[0],
-                dtype=torch.float32,
-                trust_remote_code=config.trust_remote_code,
-                **pretrained_args(config.model)[1],
+            else from_pretrained(
+                AutoModel, config.model, dtype=torch.float32, trust_remote_code=config.trust_remote_code
             )  # fp32 master weights; bf16 comes from the Trainer
         )
         hidden = self.encoder.config.hidden_size

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cotdistill.models import pretrained_args
+from cotdistill.models import from_pretrained, pretrained_args
 from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
@@ -111,8 +111,6 @@ class GenerativeTrainingConfig(TrainingLoopConfig):
 
 def is_vision_model(model_id: str, trust_remote_code: bool = False) -> bool:
     from transformers import AutoConfig
-
-    from cotdistill.models import pretrained_args
 
     source, extra = pretrained_args(model_id)
     cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
@@ -218,8 +216,7 @@ def load_base_model(config: GenerativeConfig, bf16: bool = False) -> nn.Module:
         check_quantization_runtime()
         kwargs["quantization_config"] = quantization_config(config)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    source, extra = pretrained_args(config.model)
-    model = _model_class(bool(config.vision)).from_pretrained(source, **kwargs, **extra)
+    model = from_pretrained(_model_class(bool(config.vision)), config.model, **kwargs)
     if config.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
