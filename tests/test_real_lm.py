@@ -137,7 +137,7 @@ def test_lora_on_real_posts_lowers_the_loss_and_reloads_identically(gguf, posts,
 
     train, dev = posts
     cfg = GenerativeConfig(
-        model=str(gguf), task="mner", alpha=1.0, lora_r=8, max_length=512, max_new_tokens=24
+        model=str(gguf), task="mner", alpha=1.0, lora_r=8, max_length=512, max_new_tokens=16
     )
     training = GenerativeTrainingConfig(
         output_dir=str(tmp_path / "out"),
