@@ -27,7 +27,7 @@ from common import REPO, RESULTS, converted_smollm2, data_dir, minilm_dir, smoll
 
 RESULT = "real_lm"
 TEACHER_SUBSET = {"train": 400, "valid": 100, "test": 300}
-STUDENT_SUBSET = {"train": 400, "valid": 50, "test": 300}
+STUDENT_SUBSET = {"train": 240, "valid": 50, "test": 300}
 
 
 def sh(command: list[str]) -> float:
@@ -226,7 +226,7 @@ def students_part(args, root: Path, work: Path) -> dict:
         "student.lora_r=16",
         "student.lora_alpha=32",
         "student.max_length=768",
-        "student.max_new_tokens=64",
+        "student.max_new_tokens=96",
         f"student.epochs={args.gen_epochs:g}",
         f"student.learning_rate={args.gen_lr:g}",
         "student.batch_size=8",

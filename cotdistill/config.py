@@ -7,6 +7,7 @@ valid key. The resolved config (every default filled in) is written next to the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
@@ -189,6 +190,10 @@ def _coerce(value, hint, key: str):
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
         return value
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads 5e-4 (no dot) as a string; a number is what was meant
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if hint in (int, float):
         if (
             isinstance(value, bool)
