@@ -124,7 +124,7 @@ def smoke_config_path() -> Path:
     return Path(str(resources.files("cotdistill.configs") / "smoke.yaml"))
 
 
-def run_demo(out: str | Path, config: str | Path | None = None, overrides=()) -> int:
+def run_demo(out: str | Path, config: str | Path | None = None, overrides=(), redo: bool = False) -> int:
     from cotdistill import pipeline
     from cotdistill.config import load_config
 
@@ -151,13 +151,18 @@ def run_demo(out: str | Path, config: str | Path | None = None, overrides=()) ->
             ],
         )
     try:
-        pipeline.run(cfg)
+        stages = pipeline.run(cfg, redo=[pipeline.STAGES[0]] if redo else ())
     except pipeline.StageError as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 1
+    from cotdistill.cli import print_result
+
+    print_result(cfg, stages)
     report = cfg.path / "report"
-    print(f"\ndone in {time.perf_counter() - start:.0f} s. Report: {report / 'report.html'}")
-    print(f"  also {report / 'report.md'} and {report / 'metrics.json'}; the run directory is {cfg.path}")
+    print(
+        f"\ndone in {time.perf_counter() - start:.0f} s; also {report / 'report.md'} and {report / 'metrics.json'}"
+    )
+    print(f"the run directory is {cfg.path}; 'cotdistill demo --redo' starts it afresh")
     if config is None:
         print(
             "\nThe real pipeline (GPU, model weights, the datasets in ../shared/datasets):\n"

@@ -710,6 +710,39 @@ class StageLog:
         os.replace(tmp, self.path)
 
 
+def stale_stages(config: RunConfig, stages: dict) -> list[str]:
+    """Finished stages whose inputs in the config have changed since they ran (their outputs are old)."""
+    return [name for name, entry in stages.items() if entry.get("config_digest") != _digest(config, name)]
+
+
+def result_lines(config: RunConfig, stages: dict) -> list[str]:
+    """What a finished run found, for the screen: each system's F1 with its interval, the differences with
+    their p-values, and the knowledge kept and dropped."""
+    lines = []
+    metrics_path = config.path / "report" / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text(encoding="utf-8"))
+        split = config.evaluation.split
+        lines.append(f"{split} F1 ({m.get('examples', '?')} examples, 95% bootstrap intervals):")
+        for name, sysm in m["systems"].items():
+            lo, hi = sysm["f1_ci"]
+            lines.append(f"  {name:<10} {100 * sysm['f1']:6.2f}  [{100 * lo:.2f}, {100 * hi:.2f}]")
+        for pair in m.get("pairs", []):
+            lo, hi = pair["difference_ci"]
+            lines.append(
+                f"  {pair['b']} − {pair['a']}: {0.0 - 100 * pair['f1_difference']:+.2f} F1 "
+                f"[{0.0 - 100 * hi:+.2f}, {0.0 - 100 * lo:+.2f}], paired bootstrap p = {pair['p_value']:.3f}"
+            )
+    counts = (stages.get("knowledge") or {}).get("summary") or {}
+    for split, c in counts.items():
+        dropped = {k.removeprefix("dropped: "): v for k, v in c.items() if k.startswith("dropped: ")}
+        lines.append(
+            f"knowledge {split}: {c.get('kept', 0):,} of {c.get('examples', 0):,} kept"
+            + (f"; dropped: {', '.join(f'{k} {v:,}' for k, v in dropped.items())}" if dropped else "")
+        )
+    return lines
+
+
 def move_aside(run_dir: Path, stages: Sequence[str]) -> Path | None:
     """Move what ``stages`` wrote into one new ``RUN/previous/<n>/`` (same relative paths); returns it."""
     found = [p for stage in stages for pattern in STAGE_OUTPUTS[stage] for p in sorted(run_dir.glob(pattern))]

@@ -64,3 +64,54 @@ def test_console_script_on_real_data(datasets_dir):
         check=True,
     )
     assert "1,614 examples" in proc.stdout and "(21)" in proc.stdout
+
+
+def test_help_teaches_and_flags_stand_anywhere(capsys):
+    import contextlib
+
+    from cotdistill.cli import EXAMPLES, build_parser, main
+
+    parser = build_parser()
+    commands = [
+        "data stats",
+        "data export",
+        "prompts list",
+        "prompts show",
+        "generate",
+        "knowledge",
+        "train",
+        "predict",
+        "merge",
+        "convert-gguf",
+        "run",
+        "demo",
+        "evaluate",
+        "compare",
+    ]
+    assert set(commands) == set(EXAMPLES)
+    for name in commands:
+        with contextlib.suppress(SystemExit):
+            main([*name.split(), "--help"])
+        out = capsys.readouterr().out
+        assert "examples:" in out and EXAMPLES[name].split("\n")[0] in out, name
+        # every argument says what it is for
+        for action in _actions(parser, name.split()):
+            assert action.help, f"{name}: {action.dest} has no help"
+    with contextlib.suppress(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("cotdistill ")
+    with contextlib.suppress(SystemExit):
+        main(["run"])
+    err = capsys.readouterr().err
+    assert "required: config" in err and "KEY=VALUE" not in err.splitlines()[-1]
+    # -v after the subcommand is the same -v
+    assert main(["prompts", "list", "--task", "mre", "-v"]) == 0
+
+
+def _actions(parser, path):
+    import argparse
+
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
