@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -710,6 +711,75 @@ class StageLog:
         os.replace(tmp, self.path)
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_paths(config: RunConfig, stages: Sequence[str]) -> None:
+    """Before anything runs: the data folder and the models the coming stages load exist, said with absolute
+    paths and the override that fixes them (so a bad student path fails now, not after the teacher ran)."""
+    from cotdistill.config import ConfigError
+
+    d = config.data
+    if stages and not Path(d.data_dir).is_dir():
+        raise ConfigError(
+            f"data.data_dir: {Path(d.data_dir).resolve()} is not a folder (paths in a config are relative "
+            f"to the working directory, {Path.cwd()}): set data.data_dir=PATH"
+        )
+    models = []
+    if "generate" in stages and config.teacher.backend in ("vllm", "transformers"):
+        models.append(("teacher.model", config.teacher.model))
+    if "train" in stages:
+        models.append(("student.model", config.student.model))
+    for key, name in models:
+        _check_model_path(key, name)
+
+
+def _check_model_path(key: str, name: str) -> None:
+    from cotdistill.config import ConfigError
+
+    path = Path(name).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ConfigError(f"{key}: {path.resolve()} is a file; name a model folder (or a .gguf file)")
+        return
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return
+        inner = sorted(p.parent for p in path.glob("*/config.json"))
+        ggufs = sorted(path.glob("*.gguf"))
+        hint = (
+            f"; did you mean {key}={inner[0]}?"
+            if inner
+            else f"; did you mean {key}={ggufs[0]}?"
+            if ggufs
+            else ""
+        )
+        raise ConfigError(f"{key}: {path.resolve()} has no config.json, so it is not a model folder{hint}")
+    if _HUB_ID.match(name) and not name.startswith(("./", "../")):
+        if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(name):
+            raise ConfigError(
+                f"{key}={name!r} is neither a local folder ({path.resolve()} does not exist) nor in the Hugging "
+                "Face cache, and HF_HUB_OFFLINE=1: download it first or set the path of a local copy"
+            )
+        logger.info(
+            "%s=%s is not a local folder: it is loaded from the Hugging Face hub (or its cache)", key, name
+        )
+        return
+    raise ConfigError(
+        f"{key}: {path.resolve()} does not exist (paths in a config are relative to the working directory, "
+        f"{Path.cwd()}): set {key}=PATH"
+    )
+
+
+def _in_hub_cache(repo: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except Exception:
+        return False
+
+
 def stale_stages(config: RunConfig, stages: dict) -> list[str]:
     """Finished stages whose inputs in the config have changed since they ran (their outputs are old)."""
     return [name for name, entry in stages.items() if entry.get("config_digest") != _digest(config, name)]
@@ -785,6 +855,7 @@ def run(
                 log.forget(stage)
             if moved:
                 say(f"[{', '.join(again)}] to be redone; earlier outputs moved to {moved}")
+        check_paths(config, [s for s in STAGES if not log.done(s)])
         splits = None
         params = None
         for stage in STAGES:

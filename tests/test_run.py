@@ -92,7 +92,19 @@ def test_run_redo_moves_earlier_outputs_aside(tmp_path, assets, capsys):
 
 def test_a_failed_stage_says_which_and_the_rerun_resumes(tmp_path, assets, capsys):
     args = overrides(tmp_path, assets)
-    broken = [*args, f"student.model={tmp_path / 'no-such-model'}"]
+    # a path that does not exist is caught before anything runs, naming the key and the absolute path
+    missing = [*args, f"student.model={tmp_path / 'no-such-model'}"]
+    assert main(["run", SMOKE, *missing]) == 2
+    err = capsys.readouterr().err
+    assert f"student.model: {tmp_path / 'no-such-model'} does not exist" in err and "set student.model=PATH" in err
+    assert not (tmp_path / "runs" / "smoke" / "teacher").exists()
+    # a package folder that holds the model one level down: the error names it
+    (tmp_path / "pkg" / "model").mkdir(parents=True)
+    (tmp_path / "pkg" / "model" / "config.json").write_text("{}")
+    assert main(["run", SMOKE, *args, f"student.model={tmp_path / 'pkg'}"]) == 2
+    assert f"did you mean student.model={tmp_path / 'pkg' / 'model'}?" in capsys.readouterr().err
+    # a model folder that exists but cannot be loaded fails at its stage, after the teacher ran
+    broken = [*args, f"student.model={tmp_path / 'pkg' / 'model'}"]
     assert main(["run", SMOKE, *broken]) == 1
     err = capsys.readouterr().err
     assert "stage 'train' failed" in err and "rerun the same command to resume at 'train'" in err
