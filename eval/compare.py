@@ -181,6 +181,91 @@ def instructive_examples(task: str, gold: list[Example], a: Aligned, b: Aligned,
     return {k: [r[3] for r in sorted(v, key=lambda r: r[:3])[:limit]] for k, v in rows.items()}
 
 
+ERROR_KINDS = ("correct", "wrong_type", "boundary", "boundary_and_type", "spurious", "missed")
+
+
+def _spans(task: str, answer) -> list[tuple[int, int, str]]:
+    """(start, end, type) of each span an answer predicts: entities (token spans, MNER) or attribute values
+    written in the text (character spans, type = attribute, MAE)."""
+    if answer is None:
+        return []
+    if task == "mner":
+        return sorted({(e.start, e.end, e.type or "") for e in answer.entities})
+    return sorted({(v.start, v.end, v.attribute) for v in answer.values if v.start is not None})
+
+
+def error_breakdown(task: str, gold: list[Example], system: Aligned, examples_per_kind: int = 5) -> dict:
+    """The IE error kinds of one system's spans (MNER entities, MAE values), as information-extraction
+    evaluations break them down (Chinchor and Sundheim's MUC categories):
+
+    - ``correct``: span and type exact;
+    - ``wrong_type``: the exact span of a gold item, another type;
+    - ``boundary``: overlaps a gold item of the same type, other boundaries;
+    - ``boundary_and_type``: overlaps a gold item of another type, other boundaries;
+    - ``spurious``: overlaps no gold item;
+    - ``missed``: a gold item no prediction overlaps.
+
+    A prediction is matched to the gold item it overlaps most (exact first). Also: ``confusion`` (gold type
+    → predicted type, over wrong_type and boundary_and_type) and a few examples of each kind.
+    """
+    counts: Counter = Counter()
+    confusion: Counter = Counter()
+    shown: dict[str, list] = {k: [] for k in ERROR_KINDS if k != "correct"}
+    for ex, answer in zip(gold, system.answers, strict=True):
+        g, pred = _spans(task, ex.gold), _spans(task, answer)
+        touched: set = set()
+        for ps, pe, pt in pred:
+            overlapping = [(gs, ge, gt) for gs, ge, gt in g if ps < ge and gs < pe]
+            best = max(
+                overlapping,
+                key=lambda x: ((x[0], x[1]) == (ps, pe), min(pe, x[1]) - max(ps, x[0])),
+                default=None,
+            )
+            if best is None:
+                kind = "spurious"
+            else:
+                touched.update(overlapping)
+                exact, same = (best[0], best[1]) == (ps, pe), best[2] == pt
+                kind = (
+                    ("correct" if same else "wrong_type")
+                    if exact
+                    else ("boundary" if same else "boundary_and_type")
+                )
+                if not same:
+                    confusion[(best[2], pt)] += 1
+            counts[kind] += 1
+            if kind != "correct" and len(shown[kind]) < examples_per_kind:
+                shown[kind].append(_error_row(task, ex, (ps, pe, pt), best, answer))
+        for item in g:
+            if item not in touched:
+                counts["missed"] += 1
+                if len(shown["missed"]) < examples_per_kind:
+                    shown["missed"].append(_error_row(task, ex, None, item, answer))
+    types = sorted({t for pair in confusion for t in pair})
+    return {
+        **{k: counts[k] for k in ERROR_KINDS},
+        "confusion": {"types": types, "matrix": [[confusion[(a, b)] for b in types] for a in types]},
+        "examples": shown,
+    }
+
+
+def _surface(task: str, ex: Example, span: tuple[int, int, str]) -> str:
+    s, e, t = span
+    text = " ".join(ex.tokens[s:e]) if task == "mner" and ex.tokens is not None else ex.text[s:e]
+    return f"{text} [{t}]"
+
+
+def _error_row(task: str, ex: Example, pred: tuple | None, gold_item: tuple | None, answer) -> dict:
+    return {
+        "id": ex.id,
+        "text": ex.text,
+        "predicted": _surface(task, ex, pred) if pred else "",
+        "gold": _surface(task, ex, gold_item) if gold_item else "",
+        "all_gold": [_surface(task, ex, x) for x in _spans(task, ex.gold)],
+        "all_predicted": [_surface(task, ex, x) for x in _spans(task, answer)],
+    }
+
+
 def confusion_matrix(gold: list[Example], system: Aligned) -> dict:
     """MRE: counts of (gold label, predicted label); a missing prediction reads as no relation."""
     norm = lambda label: "None" if is_no_relation(label) else label  # noqa: E731
@@ -246,4 +331,6 @@ def compare_systems(
     ]
     if task == "mre":
         result["confusion"] = {s.source: confusion_matrix(gold, s) for s in systems}
+    else:
+        result["errors"] = {s.source: error_breakdown(task, gold, s) for s in systems}
     return result

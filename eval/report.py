@@ -36,10 +36,11 @@ def plot_summary(result: dict, path: Path) -> Path:
     f1 = [result["systems"][n]["f1"] * 100 for n in names]
     err = np.array([_err(result["systems"][n]["f1"], result["systems"][n]["f1_ci"]) for n in names]).T * 100
     ax.bar(names, f1, yerr=err, capsize=5, color=COLORS[: len(names)])
-    for k, v in enumerate(f1):
-        ax.text(k, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
+    tops = [v + e for v, e in zip(f1, err[1], strict=True)]
+    for k, (v, top) in enumerate(zip(f1, tops, strict=True)):
+        ax.text(k, top + 1.5, f"{v:.1f}", ha="center", va="bottom", fontsize=9)  # above the upper cap
     ax.set_ylabel("F1 (%) with 95% CI")
-    ax.set_ylim(0, min(105, max([*f1, 1]) * 1.25))
+    ax.set_ylim(0, max([*tops, 1]) * 1.15 + 5)  # room for the whole interval and its label
     ax.set_title("Overall F1")
     return _save(fig, path)
 
@@ -95,6 +96,38 @@ def plot_agreement(result: dict, path: Path) -> Path:
     ax.set_xlabel("gold items")
     ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) == 1 else -0.2))
     ax.set_title("Agreement on gold items")
+    return _save(fig, path)
+
+
+ERROR_COLORS = {
+    "correct": "#55A868",
+    "wrong_type": "#8172B3",
+    "boundary": "#4C72B0",
+    "boundary_and_type": "#937860",
+    "spurious": "#DD8452",
+    "missed": "#C44E52",
+}
+
+
+def plot_errors(result: dict, path: Path) -> Path:
+    """Each system's predicted and missed spans by kind, as one stacked bar."""
+    names = list(result["errors"])
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.55 * len(names)))
+    for i, name in enumerate(names):
+        left = 0
+        for kind, color in ERROR_COLORS.items():
+            v = result["errors"][name][kind]
+            ax.barh(i, v, left=left, color=color, label=kind.replace("_", " ") if i == 0 else None)
+            if v and v >= 0.04 * max(1, sum(result["errors"][name][k] for k in ERROR_COLORS)):
+                ax.text(left + v / 2, i, str(v), ha="center", va="center", fontsize=7, color="white")
+            left += v
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("spans (predicted, plus gold ones missed)")
+    ax.legend(
+        ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.05 * len(names)), frameon=False
+    )
+    ax.set_title("Errors by kind")
     return _save(fig, path)
 
 
@@ -167,6 +200,8 @@ def make_plots(result: dict, out_dir: Path) -> list[Path]:
     ]
     if result.get("agreement"):
         plots.append(plot_agreement(result, out_dir / "agreement.png"))
+    if result.get("errors"):
+        plots.append(plot_errors(result, out_dir / "errors_by_kind.png"))
     for k, (name, conf) in enumerate(result.get("confusion", {}).items()):
         plots.append(plot_confusion(name, conf, out_dir / f"confusion_{k}.png"))
     for extra in (
@@ -288,6 +323,45 @@ def _detail_tables(
                 [[str(ag[k]) for k in AGREEMENT_COLUMNS]],
             )
         )
+    errors = result.get("errors") or {}
+    if errors:
+        kinds = ["correct", "wrong_type", "boundary", "boundary_and_type", "spurious", "missed"]
+        tables.append(
+            (
+                "Errors by kind (exact / wrong type / boundary / boundary and type / spurious / missed)",
+                ["system", *[k.replace("_", " ") for k in kinds]],
+                [[name, *[str(e[k]) for k in kinds]] for name, e in errors.items()],
+            )
+        )
+        for name, e in errors.items():
+            types, m = e["confusion"]["types"], e["confusion"]["matrix"]
+            if types:
+                tables.append(
+                    (
+                        f"{name}: type confusions (rows gold, columns predicted)",
+                        ["gold \\ predicted", *types],
+                        [[t, *[str(v) if v else "" for v in row]] for t, row in zip(types, m, strict=True)],
+                    )
+                )
+            rows = [
+                [
+                    kind.replace("_", " "),
+                    r["id"],
+                    r["text"],
+                    r["gold"],
+                    r["predicted"],
+                    "; ".join(r["all_predicted"]),
+                ]
+                for kind, examples in e["examples"].items()
+                for r in examples
+            ]
+            tables.append(
+                (
+                    f"{name}: examples of each error kind",
+                    ["kind", "id", "text", "gold span", "predicted span", f"all of {name}'s answer"],
+                    rows,
+                )
+            )
     for ins in result.get("instructive", []):
         head = ["id", "image", "text", "gold", ins["a"], ins["b"], f"{ins['a']} rationale"]
         for key, title in (

@@ -247,6 +247,7 @@ def test_compare_cli_writes_report(tmp_path, capsys):
         "f1_summary.png",
         "f1_per_label.png",
         "agreement.png",
+        "errors_by_kind.png",
     ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
@@ -256,8 +257,9 @@ def test_compare_cli_writes_report(tmp_path, capsys):
     assert (
         "<script" not in html
         and "http" not in html.split("<h2>How this was made")[0]
-        and html.count("data:image/png;base64,") == 3
+        and html.count("data:image/png;base64,") == 4
     )
+    assert "Errors by kind" in html and "examples of each error kind" in html
     assert main(args) == 2 and "already exist" in capsys.readouterr().err
     assert (
         main(
@@ -297,3 +299,59 @@ def test_compare_systems_learning_curve_and_cost(tmp_path):
     files = write_report(result, tmp_path, {"command": "test"})
     assert "learning_curve" in files and "f1_vs_cost" in files
     assert result["systems"]["s0"]["usage"]["tokens_per_example"] == 110
+
+
+def test_error_breakdown_by_kind_worked_by_hand():
+    from cotdistill.eval.compare import error_breakdown
+    from cotdistill.eval.predictions import align
+    from cotdistill.records import Entity, EntityAnswer, Prediction
+
+    tokens = ("Barack", "Obama", "met", "Angela", "Merkel", "in", "New", "York", "at", "UN", "today")
+    gold = [
+        Example(
+            "x",
+            "mner",
+            " ".join(tokens),
+            EntityAnswer(
+                (
+                    Entity(0, 2, "PER", "Barack Obama"),
+                    Entity(3, 5, "PER", "Angela Merkel"),
+                    Entity(6, 8, "LOC", "New York"),
+                    Entity(9, 10, "ORG", "UN"),
+                )
+            ),
+            tokens,
+        )
+    ]
+    pred = EntityAnswer(
+        (
+            Entity(0, 2, "PER", "Barack Obama"),  # correct
+            Entity(3, 5, "ORG", "Angela Merkel"),  # wrong type (PER -> ORG)
+            Entity(7, 8, "LOC", "York"),  # boundary
+            Entity(10, 11, "MISC", "today"),  # spurious
+        )
+    )
+    system = align(gold, [Prediction("x", "s", pred, raw="")])
+    e = error_breakdown("mner", gold, system)
+    assert {
+        k: e[k] for k in ("correct", "wrong_type", "boundary", "boundary_and_type", "spurious", "missed")
+    } == {
+        "correct": 1,
+        "wrong_type": 1,
+        "boundary": 1,
+        "boundary_and_type": 0,
+        "spurious": 1,
+        "missed": 1,  # UN
+    }
+    assert e["confusion"] == {"types": ["ORG", "PER"], "matrix": [[0, 0], [1, 0]]}
+    assert e["examples"]["missed"][0]["gold"] == "UN [ORG]"
+    assert (
+        e["examples"]["boundary"][0]["predicted"] == "York [LOC]"
+        and e["examples"]["boundary"][0]["gold"] == "New York [LOC]"
+    )
+    # boundary and type at once; and no answer at all misses everything
+    system = align(gold, [Prediction("x", "s", EntityAnswer((Entity(6, 7, "ORG", "New"),)), raw="")])
+    e = error_breakdown("mner", gold, system)
+    assert (e["boundary_and_type"], e["missed"], e["correct"]) == (1, 3, 0)
+    e = error_breakdown("mner", gold, align(gold, []))
+    assert (e["missed"], e["spurious"]) == (4, 0)

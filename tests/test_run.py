@@ -96,7 +96,10 @@ def test_a_failed_stage_says_which_and_the_rerun_resumes(tmp_path, assets, capsy
     missing = [*args, f"student.model={tmp_path / 'no-such-model'}"]
     assert main(["run", SMOKE, *missing]) == 2
     err = capsys.readouterr().err
-    assert f"student.model: {tmp_path / 'no-such-model'} does not exist" in err and "set student.model=PATH" in err
+    assert (
+        f"student.model: {tmp_path / 'no-such-model'} does not exist" in err
+        and "set student.model=PATH" in err
+    )
     assert not (tmp_path / "runs" / "smoke" / "teacher").exists()
     # a package folder that holds the model one level down: the error names it
     (tmp_path / "pkg" / "model").mkdir(parents=True)
