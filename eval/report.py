@@ -77,7 +77,7 @@ def plot_per_label(result: dict, path: Path) -> Path:
 
 def plot_agreement(result: dict, path: Path) -> Path:
     rows = result["agreement"]
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.6 * len(rows)))
+    fig, ax = plt.subplots(figsize=(8.5, 1.6 + 0.6 * len(rows)))
     keys = [
         ("both_right", "both right", "#55A868"),
         ("only_a_right", "only {a} right", "#4C72B0"),
@@ -94,7 +94,7 @@ def plot_agreement(result: dict, path: Path) -> Path:
             left += v
     ax.set_yticks(range(len(rows)), [f"A={r['a']}\nB={r['b']}" for r in rows], fontsize=8)
     ax.set_xlabel("gold items")
-    ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) == 1 else -0.2))
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside, never over
     ax.set_title("Agreement on gold items")
     return _save(fig, path)
 
@@ -112,7 +112,7 @@ ERROR_COLORS = {
 def plot_errors(result: dict, path: Path) -> Path:
     """Each system's predicted and missed spans by kind, as one stacked bar."""
     names = list(result["errors"])
-    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.55 * len(names)))
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.55 * len(names)))
     for i, name in enumerate(names):
         left = 0
         for kind, color in ERROR_COLORS.items():
@@ -124,9 +124,7 @@ def plot_errors(result: dict, path: Path) -> Path:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("spans (predicted, plus gold ones missed)")
-    ax.legend(
-        ncol=3, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.05 * len(names)), frameon=False
-    )
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside, never over
     ax.set_title("Errors by kind")
     return _save(fig, path)
 
