@@ -123,6 +123,7 @@ class EvaluationConfig:
     split: str = "test"  # the split teacher and student are predicted on and compared
     resamples: int = 1000  # bootstrap resamples for CIs and the paired test
     seed: int = 0
+    note: str = ""  # shown at the top of the report (e.g. what the data is)
 
 
 @dataclass

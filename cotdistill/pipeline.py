@@ -553,10 +553,27 @@ def compare(config: RunConfig, split: str = "test", params: dict[str, int] | Non
         seed=e.seed,
         params=params,
     )
+    t, st = config.teacher, config.student
+    samples = samples_per_template(config, prompt_library(config))
+    described = {
+        "teacher": f"{t.model} on the {t.backend} backend; templates "
+        + ", ".join(f"{n} ×{samples[n]}" for n in t.templates)
+        + f"; temperature {t.temperature}"
+        + ("; structured JSON answers" if t.structured_output else ""),
+        "student": f"{st.kind} student {st.model}; knowledge: {st.knowledge}"
+        + (", as teacher tags" if st.teacher_tags else "")
+        + ("" if st.knowledge_text or st.kind != "encoder" else ", no knowledge text")
+        + (f"; alpha {st.alpha}" if st.kind == "generative" else "")
+        + (f"; LoRA r {st.lora_r}" if st.lora_r else "")
+        + (f"; {st.epochs:g} epochs" if st.epochs else "")
+        + f"; seed {st.seed}",
+    }
     provenance = {
         "command": f"cotdistill run {config.path / 'config.yaml'}",
         "gold": f"{config.data.dataset} {ds.split}",
+        "systems": {system.source: described.get(system.source, "") for _, system in systems},
         "predictions": {system.source: str(path) for path, system in systems},
+        **({"note": config.evaluation.note} if config.evaluation.note else {}),
     }
     files = write_report(result, config.path / "report", provenance)
     return {

@@ -146,30 +146,39 @@ def plot_confusion(name: str, confusion: dict, path: Path) -> Path:
 
 
 def plot_cost(result: dict, path: Path) -> Path | None:
-    pts = [
-        (n, s["usage"]["seconds_per_example"], s["f1"], s["f1_ci"])
-        for n, s in result["systems"].items()
-        if s.get("usage") and s["usage"]["seconds_per_example"] > 0
-    ]
-    if not pts:
+    """F1 against seconds per example; each system keeps its colour from the other plots, and systems whose
+    files record no cost are named under the plot rather than dropped silently."""
+    names = list(result["systems"])
+    known = [n for n in names if _seconds(result["systems"][n])]
+    if not known:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for k, (n, sec, f1, ci) in enumerate(pts):
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for n in known:
+        s = result["systems"][n]
         ax.errorbar(
-            [sec],
-            [f1 * 100],
-            yerr=np.array([_err(f1, ci)]).T * 100,
+            [_seconds(s)],
+            [s["f1"] * 100],
+            yerr=np.array([_err(s["f1"], s["f1_ci"])]).T * 100,
             fmt="o",
-            color=COLORS[k % len(COLORS)],
+            color=COLORS[names.index(n) % len(COLORS)],
             capsize=4,
             label=n,
         )
     ax.set_xscale("log")
     ax.set_xlabel("seconds per example (log)")
     ax.set_ylabel("F1 (%)")
-    ax.legend(fontsize=8)
-    ax.set_title("F1 against cost")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    unknown = [n for n in names if n not in known]
+    ax.set_title(
+        "F1 against cost" + (f"\n(no cost recorded: {', '.join(unknown)})" if unknown else ""), fontsize=10
+    )
     return _save(fig, path)
+
+
+def _seconds(system: dict) -> float | None:
+    usage = system.get("usage") or {}
+    value = usage.get("seconds_per_example")
+    return value if value else None
 
 
 def plot_learning_curve(result: dict, path: Path) -> Path | None:
@@ -228,8 +237,8 @@ def _summary_rows(result: dict) -> list[list[str]]:
                 f"[{_pct(s['f1_ci'][0])}, {_pct(s['f1_ci'][1])}]",
                 f"{100 * s['coverage']:.2f}%",
                 f"{100 * s['parse_failure_rate']:.1f}%",
-                f"{usage['tokens_per_example']:.0f}" if usage else "–",
-                f"{usage['seconds_per_example']:.4f}" if usage else "–",
+                f"{usage['tokens_per_example']:.0f}" if usage.get("tokens_per_example") else "n/a",
+                f"{usage['seconds_per_example']:.4f}" if usage.get("seconds_per_example") else "n/a",
                 f"{s['params']:,}" if s.get("params") else "–",
             ]
         )
@@ -253,7 +262,7 @@ SUMMARY_HEAD = [
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [
-        "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in r) + " |" for r in rows
+        "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", "<br>") for c in r) + " |" for r in rows
     ]
     return "\n".join(lines)
 
@@ -384,9 +393,14 @@ def _detail_tables(
 
 def write_markdown(result: dict, plots: list[Path], provenance: dict, path: Path) -> Path:
     parts = [f"# Comparison on {provenance.get('gold', 'the test set')}", ""]
+    if provenance.get("note"):
+        parts += [f"> **{provenance['note']}**", ""]
     parts += [
         f"{result['examples']:,} examples, task {result['task']}; 95% intervals from {result['bootstrap']['resamples']:,} bootstrap resamples (seed {result['bootstrap']['seed']}).",
         "",
+    ]
+    parts += [f"- **{name}**: {what}" for name, what in (provenance.get("systems") or {}).items() if what] + [
+        ""
     ]
     parts += ["## Summary", "", _md_table(SUMMARY_HEAD, _summary_rows(result)), ""]
     if result["pairs"]:
@@ -416,9 +430,10 @@ _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}
-th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2}td{white-space:pre-line}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
 .small{font-size:.8em;color:#555}
+.note{background:#fff3cd;border:1px solid #e0c97f;padding:.5em .8em}
 """
 
 
@@ -447,9 +462,18 @@ def _html_table(head: list[str], rows: list[list[str]], table_id: str | None = N
 
 def write_html(result: dict, plots: list[Path], provenance: dict, path: Path) -> Path:
     body = [f"<h1>Comparison on {html.escape(str(provenance.get('gold', 'the test set')))}</h1>"]
+    if provenance.get("note"):
+        body.append(f'<p class="note"><strong>{html.escape(provenance["note"])}</strong></p>')
     body.append(
         f"<p>{result['examples']:,} examples, task {html.escape(result['task'])}; 95% intervals from {result['bootstrap']['resamples']:,} bootstrap resamples (seed {result['bootstrap']['seed']}).</p>"
     )
+    systems = [(n, w) for n, w in (provenance.get("systems") or {}).items() if w]
+    if systems:
+        body.append(
+            "<ul>"
+            + "".join(f"<li><strong>{html.escape(n)}</strong>: {html.escape(w)}</li>" for n, w in systems)
+            + "</ul>"
+        )
     body.append("<h2>Summary</h2>" + _html_table(SUMMARY_HEAD, _summary_rows(result), "summary"))
     if result["pairs"]:
         body.append("<h2>Differences</h2>" + _html_table(PAIR_HEAD, _pair_rows(result)))
