@@ -16,17 +16,30 @@ FIXTURE_TEXT = [
 
 
 def tiny_wordpiece_tokenizer(out_dir: str | Path | None = None, extra_text=()):
-    """A BERT-style WordPiece fast tokenizer trained on the fixture text."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT-style WordPiece fast tokenizer over the fixture text: every character (alone and as ``##``
+    continuation) and the most frequent words, 300 entries in all. Built, not trained: the WordPiece trainer
+    breaks frequency ties differently in each process, and the same text should give the same tokenizer
+    (and the demo the same numbers) every time."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter = Counter(
+        word
+        for text in [*FIXTURE_TEXT, *extra_text]
+        for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))
     )
-    tok.train_from_iterator([*FIXTURE_TEXT, *extra_text] * 4, trainer)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for word in counts for c in word})
+    vocab = [*specials, *chars, *(f"##{c}" for c in chars)]
+    room = max(0, 300 - len(vocab))
+    vocab += [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:room]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
