@@ -126,7 +126,9 @@ def teacher_part(args, root: Path, work: Path) -> dict:
         f"data.data_dir={root / 'twitter2017'}",
         f"teacher.model={model}",
         f"student.model={minilm}",
-        f"student.epochs={args.epochs:g}",
+        f"student.epochs={args.minilm_epochs:g}",
+        f"student.learning_rate={args.minilm_lr:g}",
+        *(["--redo", args.redo] if args.redo else []),
     ]
     with_k = work / "runs" / "twitter2017-smollm2"
     seconds = sh(["cotdistill", "run", config, *common])
@@ -196,7 +198,14 @@ def teacher_part(args, root: Path, work: Path) -> dict:
             "tokens_per_s": round(completion / gen_seconds, 1) if gen_seconds else None,
             "completion_tokens": completion,
             "generate_seconds": round(gen_seconds, 1),
-            "wall_seconds_with_student": round(seconds, 1),
+            "wall_seconds_last_call": round(seconds, 1),
+            "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+            "minilm": {
+                "epochs": args.minilm_epochs,
+                "learning_rate": args.minilm_lr,
+                "batch_size": 32,
+                "max_length": 256,
+            },
             "students": {
                 "with_knowledge": {k: sysm["minilm_with_knowledge"][k] for k in ("f1", "f1_ci")},
                 "text_only": {k: sysm["minilm_text_only"][k] for k in ("f1", "f1_ci")},
@@ -351,6 +360,11 @@ def main() -> None:
     parser.add_argument("--gen-epochs", type=float, default=2, help="SmolLM2 LoRA epochs")
     parser.add_argument("--gen-lr", type=float, default=5e-4, help="SmolLM2 LoRA learning rate")
     parser.add_argument("--trl-steps", type=int, default=30)
+    parser.add_argument(
+        "--minilm-epochs", type=float, default=6, help="teacher part: MiniLM epochs on the subset"
+    )
+    parser.add_argument("--minilm-lr", type=float, default=3e-4, help="teacher part: MiniLM learning rate")
+    parser.add_argument("--redo", default=None, help="teacher part: pass --redo STAGE to both runs")
     parser.add_argument("--only", nargs="*", default=[], help="students: run only these (the others reused)")
     args = parser.parse_args()
     root = data_dir(args.data_dir)

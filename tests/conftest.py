@@ -9,6 +9,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+try:  # fuzz test sizes: "ci" unless pytest --hypothesis-profile thorough (loaded after this, so it wins)
+    from hypothesis import settings
+
+    settings.register_profile("ci", max_examples=60)
+    settings.register_profile("thorough", max_examples=2000)
+    settings.load_profile("ci")
+except ImportError:
+    pass
+
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")

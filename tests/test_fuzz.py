@@ -26,10 +26,7 @@ from cotdistill.readers import DATASETS, load_split  # noqa: E402
 from cotdistill.records import EntityAnswer, Example  # noqa: E402
 from cotdistill.tasks import TaskSpec  # noqa: E402
 
-# How many cases: the "ci" profile (60 per test) unless ``pytest --hypothesis-profile thorough`` (2,000).
-settings.register_profile("ci", max_examples=60)
-settings.register_profile("thorough", max_examples=2000)
-settings.load_profile("ci")
+# How many cases: 60 per test (conftest's "ci" profile), 2,000 with ``pytest --hypothesis-profile thorough``.
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # Every error the CLI reports as one line is one of these.
 CLEAN = (ValueError,)
