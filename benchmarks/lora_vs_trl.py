@@ -10,6 +10,8 @@ completion only), same chat template, sequence limit, batch, learning rate, sche
 (r 16, alpha 32, dropout 0.05, every linear layer of the language model) and number of optimizer steps.
 Tokens/s counts non-padding tokens over the summed duration of the optimizer steps (a callback on both
 trainers), so model loading, tokenization and cotdistill's end-of-epoch dev generation are not counted.
+Peak memory is the process's peak RSS from the start of training (VmHWM reset then), plus the whole
+process's for the record.
 ``benchmarks/real_lm.py trl`` runs both and writes the ``trl`` section of ``real_lm.json``.
 """
 
@@ -27,11 +29,32 @@ from transformers import TrainerCallback
 BATCH, LR, MAX_LENGTH, SEED = 8, 5e-4, 768, 0
 
 
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory (VmHWM) since the last reset, in MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM to the current RSS (Linux ≥ 4.0)
+        f.write("5")
+
+
 class StepTimer(TrainerCallback):
+    """Times the optimizer steps and measures peak memory from the start of training (model loading and
+    tokenization, the same for both, are not counted)."""
+
     def __init__(self):
         self.seconds = 0.0
         self.losses: list[float] = []
         self._t = 0.0
+        self.peak_mb = 0.0
+
+    def on_train_begin(self, args, state, control, **kw):
+        _reset_peak_rss()
+
+    def on_train_end(self, args, state, control, **kw):
+        self.peak_mb = _peak_rss_mb()
 
     def on_step_begin(self, args, state, control, **kw):
         self._t = time.perf_counter()
@@ -88,7 +111,12 @@ def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
 
     gen._trainer_class = lambda: Timed
     gen.train_generative(cfg, training, train, dev, processor=processor)
-    return {"tokens": tokens, "step_seconds": timer.seconds, "losses": timer.losses}
+    return {
+        "tokens": tokens,
+        "step_seconds": timer.seconds,
+        "losses": timer.losses,
+        "train_peak_mb": timer.peak_mb,
+    }
 
 
 def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
@@ -98,7 +126,7 @@ def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from cotdistill.models import pretrained_args
+    from cotdistill.models import from_pretrained, pretrained_args
     from cotdistill.student import generative as gen
 
     train, _ = examples(data_dir, steps * BATCH)
@@ -113,7 +141,8 @@ def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
     ]
     source, extra = pretrained_args(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **extra)
+    # the same loading as cotdistill's (a GGUF model made plain, so that a Trainer accepts it)
+    model = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
     lora = LoraConfig(
         r=16,
         lora_alpha=32,
@@ -148,7 +177,12 @@ def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
     )
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     trainer.train()
-    return {"tokens": tokens, "step_seconds": timer.seconds, "losses": timer.losses}
+    return {
+        "tokens": tokens,
+        "step_seconds": timer.seconds,
+        "losses": timer.losses,
+        "train_peak_mb": timer.peak_mb,
+    }
 
 
 def main() -> None:
@@ -156,7 +190,7 @@ def main() -> None:
     parser.add_argument("impl", choices=["cotdistill", "trl"])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cotdistill-lora-vs-trl"))
     args = parser.parse_args()
     run = run_cotdistill if args.impl == "cotdistill" else run_trl
@@ -169,7 +203,8 @@ def main() -> None:
         "tokens": r["tokens"],
         "step_seconds": round(r["step_seconds"], 2),
         "tokens_per_s": round(r["tokens"] / r["step_seconds"], 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(r["train_peak_mb"], 1),  # during training
+        "peak_rss_mb_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "first_loss": r["losses"][0] if r["losses"] else None,
         "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
         "losses": r["losses"],

@@ -27,7 +27,7 @@ from common import REPO, RESULTS, converted_smollm2, data_dir, minilm_dir, smoll
 
 RESULT = "real_lm"
 TEACHER_SUBSET = {"train": 400, "valid": 100, "test": 300}
-STUDENT_SUBSET = {"train": 240, "valid": 50, "test": 300}
+STUDENT_SUBSET = {"train": 128, "valid": 40, "test": 200}
 
 
 def sh(command: list[str]) -> float:
@@ -235,12 +235,12 @@ def students_part(args, root: Path, work: Path) -> dict:
         "student.lora_r=16",
         "student.lora_alpha=32",
         "student.max_length=768",
-        "student.max_new_tokens=96",
+        "student.max_new_tokens=80",
         f"student.epochs={args.gen_epochs:g}",
         f"student.learning_rate={args.gen_lr:g}",
         "student.batch_size=8",
         "student.eval_batch_size=25",
-        "student.eval_examples=50",
+        "student.eval_examples=40",
     ]
     runs = {
         "smollm2_answer_only": [*generative, "student.knowledge=none", "student.alpha=1.0"],
@@ -290,7 +290,7 @@ def students_part(args, root: Path, work: Path) -> dict:
             "epochs": args.gen_epochs,
             "learning_rate": args.gen_lr,
             "batch_size": 8,
-            "dev_examples_per_epoch": 50,
+            "dev_examples_per_epoch": 40,
             "rationales": "PGIM's ChatGPT knowledge for each training post (student.knowledge=all)",
         },
         "student_answer_only": {
@@ -358,8 +358,8 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=float, default=2, help="MiniLM epochs")
     parser.add_argument("--gen-epochs", type=float, default=2, help="SmolLM2 LoRA epochs")
-    parser.add_argument("--gen-lr", type=float, default=5e-4, help="SmolLM2 LoRA learning rate")
-    parser.add_argument("--trl-steps", type=int, default=30)
+    parser.add_argument("--gen-lr", type=float, default=1e-3, help="SmolLM2 LoRA learning rate")
+    parser.add_argument("--trl-steps", type=int, default=10)
     parser.add_argument(
         "--minilm-epochs", type=float, default=6, help="teacher part: MiniLM epochs on the subset"
     )
