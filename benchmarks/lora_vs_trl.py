@@ -10,8 +10,8 @@ completion only), same chat template, sequence limit, batch, learning rate, sche
 (r 16, alpha 32, dropout 0.05, every linear layer of the language model) and number of optimizer steps.
 Tokens/s counts non-padding tokens over the summed duration of the optimizer steps (a callback on both
 trainers), so model loading, tokenization and cotdistill's end-of-epoch dev generation are not counted.
-Peak memory is the process's peak RSS from the start of training (VmHWM reset then), plus the whole
-process's for the record.
+Peak memory is the process's peak RSS over the optimizer steps (VmHWM reset when training starts, read
+after each step, so neither loading nor checkpoint saving counts), plus the whole process's for the record.
 ``benchmarks/real_lm.py trl`` runs both and writes the ``trl`` section of ``real_lm.json``.
 """
 
@@ -53,14 +53,14 @@ class StepTimer(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         _reset_peak_rss()
 
-    def on_train_end(self, args, state, control, **kw):
-        self.peak_mb = _peak_rss_mb()
-
     def on_step_begin(self, args, state, control, **kw):
         self._t = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
         self.seconds += time.perf_counter() - self._t
+        # read here, before the Trainer's end-of-epoch evaluation and checkpoint (cotdistill saves a
+        # checkpoint each epoch and generates dev answers; the TRL run is configured without either)
+        self.peak_mb = _peak_rss_mb()
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
@@ -75,7 +75,7 @@ def examples(data_dir: Path, n: int):
     return train, dev
 
 
-def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
+def run_cotdistill(data_dir: Path, steps: int, work: Path, checkpointing: bool) -> dict:
     from cotdistill.student import generative as gen
 
     train, dev = examples(data_dir, steps * BATCH)
@@ -96,6 +96,7 @@ def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
         logging_steps=1,
         seed=SEED,
         eval_examples=1,
+        gradient_checkpointing=checkpointing,
     )
     timer = StepTimer()
     cfg.labels = gen._labels_from("mner", train)
@@ -119,7 +120,7 @@ def run_cotdistill(data_dir: Path, steps: int, work: Path) -> dict:
     }
 
 
-def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
+def run_trl(data_dir: Path, steps: int, work: Path, checkpointing: bool) -> dict:
     import datasets
     import torch
     from peft import LoraConfig
@@ -165,6 +166,10 @@ def run_trl(data_dir: Path, steps: int, work: Path) -> dict:
         report_to="none",
         seed=SEED,
         use_cpu=True,
+        # TRL's defaults are gradient checkpointing and bf16 autocast; the comparison is of the same
+        # training, so both are set as cotdistill's run has them (fp32 on CPU; checkpointing per flag)
+        gradient_checkpointing=checkpointing,
+        bf16=False,
     )
     timer = StepTimer()
     trainer = SFTTrainer(
@@ -191,13 +196,15 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="in both implementations")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cotdistill-lora-vs-trl"))
     args = parser.parse_args()
     run = run_cotdistill if args.impl == "cotdistill" else run_trl
-    r = run(args.data_dir, args.steps, args.work)
+    r = run(args.data_dir, args.steps, args.work, args.gradient_checkpointing)
     tail = r["losses"][-5:]
     result = {
         "impl": args.impl,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "steps": len(r["losses"]),
         "examples": args.steps * BATCH,
         "tokens": r["tokens"],

@@ -316,34 +316,39 @@ def students_part(args, root: Path, work: Path) -> dict:
 # -------------------------------------------------------------------------------------------------- trl
 
 
-def trl_part(args, root: Path, work: Path) -> dict:
+def _lora_runs(args, root: Path, work: Path, checkpointing: bool) -> dict:
     out = {}
     for impl in ("cotdistill", "trl"):
-        result = work / f"trl-{impl}.json"
+        result = work / f"trl-{impl}{'-ckpt' if checkpointing else ''}.json"
         sh(
-            [
-                sys.executable,
-                str(Path(__file__).parent / "lora_vs_trl.py"),
-                impl,
-                str(root),
-                str(result),
-                "--steps",
-                str(args.trl_steps),
-            ]
+            [sys.executable, str(Path(__file__).parent / "lora_vs_trl.py"), impl, str(root), str(result)]
+            + ["--steps", str(args.trl_steps)]
+            + (["--gradient-checkpointing"] if checkpointing else [])
         )
         out[impl] = json.loads(result.read_text())
     return {
-        "trl": {
-            "ours_tokens_per_s": out["cotdistill"]["tokens_per_s"],
-            "trl_tokens_per_s": out["trl"]["tokens_per_s"],
-            "ours_peak_mb": out["cotdistill"]["peak_rss_mb"],
-            "trl_peak_mb": out["trl"]["peak_rss_mb"],
-            "ours_final_loss": out["cotdistill"]["final_loss"],
-            "trl_final_loss": out["trl"]["final_loss"],
-            "speed_ratio": round(out["cotdistill"]["tokens_per_s"] / out["trl"]["tokens_per_s"], 3),
-            "details": out,
-        }
+        "ours_tokens_per_s": out["cotdistill"]["tokens_per_s"],
+        "trl_tokens_per_s": out["trl"]["tokens_per_s"],
+        "ours_peak_mb": out["cotdistill"]["peak_rss_mb"],
+        "trl_peak_mb": out["trl"]["peak_rss_mb"],
+        "ours_final_loss": out["cotdistill"]["final_loss"],
+        "trl_final_loss": out["trl"]["final_loss"],
+        "speed_ratio": round(out["cotdistill"]["tokens_per_s"] / out["trl"]["tokens_per_s"], 3),
+        "details": out,
     }
+
+
+def trl_part(args, root: Path, work: Path) -> dict:
+    """fp32, no activation checkpointing (cotdistill's CPU defaults) in both; with ``--trl-checkpointing``
+    also both with gradient checkpointing (TRL's default)."""
+    section = {
+        "settings": f"SmolLM2-135M-Instruct, LoRA r 16 on every LM linear layer, {args.trl_steps} steps of 8 "
+        "Twitter-2017 answer examples, fp32, lr 5e-4, completion-only loss, no packing",
+        **_lora_runs(args, root, work, checkpointing=False),
+    }
+    if args.trl_checkpointing:
+        section["with_gradient_checkpointing"] = _lora_runs(args, root, work, checkpointing=True)
+    return {"trl": section}
 
 
 def main() -> None:
@@ -360,6 +365,9 @@ def main() -> None:
     parser.add_argument("--gen-epochs", type=float, default=2, help="SmolLM2 LoRA epochs")
     parser.add_argument("--gen-lr", type=float, default=1e-3, help="SmolLM2 LoRA learning rate")
     parser.add_argument("--trl-steps", type=int, default=10)
+    parser.add_argument(
+        "--trl-checkpointing", action="store_true", help="trl: also compare with checkpointing"
+    )
     parser.add_argument(
         "--minilm-epochs", type=float, default=6, help="teacher part: MiniLM epochs on the subset"
     )
