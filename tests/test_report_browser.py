@@ -71,7 +71,7 @@ def test_report_html_in_chromium(tmp_path):
     assert m, f"the page did not finish loading: {dom.stderr[-2000:]}"
     probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == [] and probe["broken"] == [] and probe["external"] == []
-    assert probe["images"] == 3 and probe["summaryRows"] == 2
+    assert probe["images"] == 4 and probe["summaryRows"] == 2  # summary, per label, agreement, errors
     shot = tmp_path / "report.png"
     subprocess.run(
         [
