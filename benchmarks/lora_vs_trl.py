@@ -127,7 +127,7 @@ def run_trl(data_dir: Path, steps: int, work: Path, checkpointing: bool) -> dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from cotdistill.models import from_pretrained, pretrained_args
+    from cotdistill.models import from_pretrained
     from cotdistill.student import generative as gen
 
     train, _ = examples(data_dir, steps * BATCH)
@@ -140,8 +140,7 @@ def run_trl(data_dir: Path, steps: int, work: Path, checkpointing: bool) -> dict
         }
         for ex in train
     ]
-    source, extra = pretrained_args(cfg.model)
-    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+    tokenizer = from_pretrained(AutoTokenizer, cfg.model)
     # the same loading as cotdistill's (a GGUF model made plain, so that a Trainer accepts it)
     model = from_pretrained(AutoModelForCausalLM, cfg.model, dtype=torch.float32)
     lora = LoraConfig(

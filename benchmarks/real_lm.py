@@ -37,6 +37,15 @@ def sh(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def minilm_overrides(args) -> list[str]:
+    """The MiniLM encoder student as every part of this benchmark trains it."""
+    return [
+        f"student.model={minilm_dir(args.minilm)}",
+        f"student.epochs={args.minilm_epochs:g}",
+        f"student.learning_rate={args.minilm_lr:g}",
+    ]
+
+
 def subset_overrides(subset: dict) -> list[str]:
     return [f"data.max_examples.{split}={n}" for split, n in subset.items()]
 
@@ -119,15 +128,12 @@ def teacher_part(args, root: Path, work: Path) -> dict:
     from cotdistill.readers import load_split
 
     model = converted_smollm2(work)
-    minilm = minilm_dir(args.minilm)
     config = str(REPO / "configs" / "twitter2017-smollm2-cpu.yaml")
     common = [
         f"run_dir={work / 'runs'}",
         f"data.data_dir={root / 'twitter2017'}",
         f"teacher.model={model}",
-        f"student.model={minilm}",
-        f"student.epochs={args.minilm_epochs:g}",
-        f"student.learning_rate={args.minilm_lr:g}",
+        *minilm_overrides(args),
         *(["--redo", args.redo] if args.redo else []),
     ]
     with_k = work / "runs" / "twitter2017-smollm2"
@@ -221,7 +227,6 @@ def teacher_part(args, root: Path, work: Path) -> dict:
 
 def students_part(args, root: Path, work: Path) -> dict:
     gguf = smollm2_gguf()
-    minilm = minilm_dir(args.minilm)
     config = str(REPO / "configs" / "twitter2017-pgim-replay.yaml")
     base = [
         f"run_dir={work / 'runs'}",
@@ -245,18 +250,11 @@ def students_part(args, root: Path, work: Path) -> dict:
     runs = {
         "smollm2_answer_only": [*generative, "student.knowledge=none", "student.alpha=1.0"],
         "smollm2_dsbs": [*generative, "student.knowledge=all", "student.alpha=0.5"],
-        "minilm_text_only": [
-            f"student.model={minilm}",
-            "student.knowledge=none",
-            f"student.epochs={args.minilm_epochs:g}",
-            f"student.learning_rate={args.minilm_lr:g}",
-        ],
+        "minilm_text_only": [*minilm_overrides(args), "student.knowledge=none"],
         "minilm_teacher_tags": [
-            f"student.model={minilm}",
+            *minilm_overrides(args),
             "student.teacher_tags=true",
             "student.knowledge_text=false",
-            f"student.epochs={args.minilm_epochs:g}",
-            f"student.learning_rate={args.minilm_lr:g}",
         ],
     }
     for name, overrides in runs.items():

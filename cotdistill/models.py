@@ -2,15 +2,16 @@
 
 transformers reads a GGUF file (llama.cpp's format) when ``from_pretrained`` gets the file's folder and
 ``gguf_file=NAME``; it dequantizes the weights into an ordinary model, with the tokenizer and chat template
-that the file carries. ``pretrained_args`` turns a model name into those two arguments, so every loader in
-cotdistill that goes through transformers (the ``transformers`` teacher backend and both students) takes a
-``.gguf`` path as it takes a folder. vLLM's CPU build cannot read GGUF, and converting on every load costs
+that the file carries. ``from_pretrained(cls, name)`` passes those two arguments for a ``.gguf`` name, so every
+loader in cotdistill that goes through transformers (the ``transformers`` teacher backend and both students)
+takes a ``.gguf`` path as it takes a folder. vLLM's CPU build cannot read GGUF, and converting on every load costs
 seconds, so ``convert_gguf`` (``cotdistill convert-gguf``) writes the standard Hugging Face folder once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -37,14 +38,45 @@ def pretrained_args(name: str | Path) -> tuple[str, dict]:
 
 
 def from_pretrained(cls, name: str | Path, **kwargs):
-    """``cls.from_pretrained`` for a hub id, a folder or a ``.gguf`` file. A GGUF model comes back as an
-    ordinary dequantized model: transformers would otherwise refuse to train or save it, though its
-    weights are plain tensors once loaded."""
+    """``cls.from_pretrained`` (a config, tokenizer, processor or model class) for a hub id, a folder or a
+    ``.gguf`` file. A GGUF model comes back as an ordinary dequantized model: transformers would otherwise
+    refuse to train or save it, though its weights are plain tensors once loaded."""
     source, extra = pretrained_args(name)
-    model = cls.from_pretrained(source, **kwargs, **extra)
-    if extra:
-        plain(model)
-    return model
+    loaded = cls.from_pretrained(source, **kwargs, **extra)
+    if extra and hasattr(loaded, "hf_quantizer"):
+        plain(loaded)
+    return loaded
+
+
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def check_model_path(name: str, key: str, *, gguf: bool = True) -> bool:
+    """Fail in one line, naming ``key`` and the absolute path, for a local model path that cannot be a
+    model (missing, a file, a folder without config.json — with the folder one level down as a hint).
+    Returns True when ``name`` is not local but reads as a hub id (loaded from the hub or its cache)."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        if HUB_ID.match(name) and not name.startswith("."):
+            return True
+        raise ModelPathError(
+            f"{key}: {path.resolve()} does not exist (paths in a config are relative to the working "
+            f"directory, {Path.cwd()}): set {key}=PATH"
+        )
+    if path.is_file():
+        if gguf and is_gguf(path):
+            return False
+        raise ModelPathError(
+            f"{key}: {path.resolve()} is a file; name a model folder (with config.json)"
+            + (" or a .gguf file" if gguf else "")
+        )
+    if not (path / "config.json").is_file():
+        inner = sorted(p.parent for p in path.glob("*/config.json"))
+        if gguf:
+            inner += sorted(path.glob("*.gguf"))
+        hint = f"; did you mean {key}={inner[0]}?" if inner else ""
+        raise ModelPathError(f"{key}: {path.resolve()} has no config.json, so it is not a model folder{hint}")
+    return False
 
 
 def plain(model) -> None:
@@ -70,7 +102,7 @@ def convert_gguf(src: str | Path, out: str | Path, dtype: str = "bfloat16") -> P
     ``out`` must not exist or be empty: converted weights are never written over anything.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if not is_gguf(src):
@@ -81,11 +113,9 @@ def convert_gguf(src: str | Path, out: str | Path, dtype: str = "bfloat16") -> P
         )
     if dtype not in ("bfloat16", "float16", "float32"):
         raise ModelPathError(f"dtype {dtype!r}: expected bfloat16, float16 or float32")
-    folder, kwargs = pretrained_args(src)
-    config = AutoConfig.from_pretrained(folder, **kwargs)
-    logger.info("dequantizing %s (%s)", src, config.model_type)
+    logger.info("dequantizing %s", src)
     model = from_pretrained(AutoModelForCausalLM, src, dtype=getattr(torch, dtype))
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    tokenizer = from_pretrained(AutoTokenizer, src)
     model.config.dtype = dtype
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

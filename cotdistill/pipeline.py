@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -728,13 +727,11 @@ class StageLog:
         os.replace(tmp, self.path)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def check_paths(config: RunConfig, stages: Sequence[str]) -> None:
     """Before anything runs: the data folder and the models the coming stages load exist, said with absolute
     paths and the override that fixes them (so a bad student path fails now, not after the teacher ran)."""
     from cotdistill.config import ConfigError
+    from cotdistill.models import check_model_path
 
     d = config.data
     if stages and not Path(d.data_dir).is_dir():
@@ -748,44 +745,16 @@ def check_paths(config: RunConfig, stages: Sequence[str]) -> None:
     if "train" in stages:
         models.append(("student.model", config.student.model))
     for key, name in models:
-        _check_model_path(key, name)
-
-
-def _check_model_path(key: str, name: str) -> None:
-    from cotdistill.config import ConfigError
-
-    path = Path(name).expanduser()
-    if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise ConfigError(f"{key}: {path.resolve()} is a file; name a model folder (or a .gguf file)")
-        return
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return
-        inner = sorted(p.parent for p in path.glob("*/config.json"))
-        ggufs = sorted(path.glob("*.gguf"))
-        hint = (
-            f"; did you mean {key}={inner[0]}?"
-            if inner
-            else f"; did you mean {key}={ggufs[0]}?"
-            if ggufs
-            else ""
-        )
-        raise ConfigError(f"{key}: {path.resolve()} has no config.json, so it is not a model folder{hint}")
-    if _HUB_ID.match(name) and not name.startswith(("./", "../")):
+        if not check_model_path(name, key):
+            continue
         if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(name):
             raise ConfigError(
-                f"{key}={name!r} is neither a local folder ({path.resolve()} does not exist) nor in the Hugging "
-                "Face cache, and HF_HUB_OFFLINE=1: download it first or set the path of a local copy"
+                f"{key}={name!r} is neither a local folder nor in the Hugging Face cache, and "
+                "HF_HUB_OFFLINE=1: download it first or set the path of a local copy"
             )
         logger.info(
             "%s=%s is not a local folder: it is loaded from the Hugging Face hub (or its cache)", key, name
         )
-        return
-    raise ConfigError(
-        f"{key}: {path.resolve()} does not exist (paths in a config are relative to the working directory, "
-        f"{Path.cwd()}): set {key}=PATH"
-    )
 
 
 def _in_hub_cache(repo: str) -> bool:
@@ -816,6 +785,7 @@ def result_lines(config: RunConfig, stages: dict) -> list[str]:
             lines.append(f"  {name:<10} {100 * sysm['f1']:6.2f}  [{100 * lo:.2f}, {100 * hi:.2f}]")
         for pair in m.get("pairs", []):
             lo, hi = pair["difference_ci"]
+            # b − a is the negated difference; 0.0 - x rather than -x so that a zero prints as +0.00
             lines.append(
                 f"  {pair['b']} − {pair['a']}: {0.0 - 100 * pair['f1_difference']:+.2f} F1 "
                 f"[{0.0 - 100 * hi:+.2f}, {0.0 - 100 * lo:+.2f}], paired bootstrap p = {pair['p_value']:.3f}"
@@ -878,7 +848,7 @@ def run(
         for stage in STAGES:
             if log.done(stage):
                 entry = log.stages[stage]
-                stale = entry.get("config_digest") != _digest(config, stage)
+                stale = stage in stale_stages(config, {stage: entry})
                 say(
                     f"[{stage}] finished {entry['finished']}, skipped"
                     + (f" (the config changed since; pass --redo {stage} to run it again)" if stale else "")

@@ -148,29 +148,27 @@ class ShardStore:
         (``valid_record``): a line damaged anywhere, even with its key and ending intact, is not counted as
         done, so its request is made again rather than lost."""
         done: dict[str, bool] = {}
-        for line in self.iter_lines():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                obj = None
-            if not valid_record(obj):
-                self.bad_lines += 1
-                continue
+        for obj in self.records():
             key = obj["key"]
             done[key] = done.get(key, False) or obj["error"] is None
         return done
 
-    def load(self) -> dict[str, Generation]:
-        """One Generation per key: the last success, else the last failure."""
-        out: dict[str, Generation] = {}
+    def records(self) -> Iterator[dict]:
+        """Every stored line that ``valid_record`` accepts, parsed; the others are counted in ``bad_lines``."""
         for line in self.iter_lines():
             try:
                 obj = json.loads(line)
             except ValueError:
                 obj = None
-            if not valid_record(obj):
+            if valid_record(obj):
+                yield obj
+            else:
                 self.bad_lines += 1
-                continue
+
+    def load(self) -> dict[str, Generation]:
+        """One Generation per key: the last success, else the last failure."""
+        out: dict[str, Generation] = {}
+        for obj in self.records():
             g = Generation.from_dict(obj)
             prev = out.get(g.key)
             if prev is None or g.error is None or prev.error is not None:
@@ -435,9 +433,7 @@ def run_generation(
                 )
                 try:
                     gens = backend.generate(requests) if requests else []
-                except (
-                    TeacherUnavailable
-                ) as err:  # store what came back, then stop: the rest is made next run
+                except TeacherUnavailable as err:  # store what came back, stop: the rest is made next run
                     store_batch(f, [*unrendered, *err.made], stats, start, bar)
                     bar.close()
                     raise

@@ -158,39 +158,30 @@ def run_generation_ray(
             structured=structured,
         )
         rows = [_encode(r) for r in requests]
-        if not rows:  # every prompt failed to render: store those failures, there is nothing to send
-            with store.open_writer() as f:
-                store_batch(
-                    f, unrendered, stats, time.perf_counter(), progress_bar(len(pending), backend, False)
-                )
-            return stats
-        if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        ds = ray.data.from_items(rows).map_batches(
-            TeacherReplica,
-            fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
-            batch_size=batch_size,
-            batch_format="pandas",
-            concurrency=replicas,
-            num_gpus=gpus_per_replica or None,
-        )
         start = time.perf_counter()
         bar = progress_bar(len(pending), f"{backend} × {replicas} on ray", progress)
         unavailable: str | None = None
         with store.open_writer() as f:
             store_batch(f, unrendered, stats, start, bar)
-            for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
-                rows = [json.loads(text) for text in batch["generation"]]
-                store_batch(
-                    f,
-                    [Generation.from_dict(row) for row in rows if UNAVAILABLE not in row],
-                    stats,
-                    start,
-                    bar,
+            if rows:  # there is something to send (every prompt may have failed to render)
+                if not ray.is_initialized():
+                    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+                ds = ray.data.from_items(rows).map_batches(
+                    TeacherReplica,
+                    fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
+                    batch_size=batch_size,
+                    batch_format="pandas",
+                    concurrency=replicas,
+                    num_gpus=gpus_per_replica or None,
                 )
-                unavailable = next((row[UNAVAILABLE] for row in rows if UNAVAILABLE in row), None)
-                if unavailable is not None:
-                    break  # every generation that came back so far is stored and fsynced
+                for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
+                    made = [json.loads(text) for text in batch["generation"]]
+                    store_batch(
+                        f, [Generation.from_dict(m) for m in made if UNAVAILABLE not in m], stats, start, bar
+                    )
+                    unavailable = next((m[UNAVAILABLE] for m in made if UNAVAILABLE in m), None)
+                    if unavailable is not None:
+                        break  # every generation that came back so far is stored and fsynced
         bar.close()
         if unavailable is not None:
             raise TeacherUnavailable(unavailable)

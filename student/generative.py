@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from cotdistill.models import from_pretrained, pretrained_args
+from cotdistill.models import from_pretrained
 from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
@@ -112,8 +112,7 @@ class GenerativeTrainingConfig(TrainingLoopConfig):
 def is_vision_model(model_id: str, trust_remote_code: bool = False) -> bool:
     from transformers import AutoConfig
 
-    source, extra = pretrained_args(model_id)
-    cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
+    cfg = from_pretrained(AutoConfig, model_id, trust_remote_code=trust_remote_code)
     return getattr(cfg, "vision_config", None) is not None
 
 
@@ -180,8 +179,7 @@ def quantization_config(config: GenerativeConfig, model: nn.Module | None = None
     from transformers import AutoConfig, BitsAndBytesConfig
 
     if model is None:
-        source, extra = pretrained_args(config.model)
-        cfg = AutoConfig.from_pretrained(source, trust_remote_code=config.trust_remote_code, **extra)
+        cfg = from_pretrained(AutoConfig, config.model, trust_remote_code=config.trust_remote_code)
         with torch.device("meta"):
             model = _model_class(bool(config.vision)).from_config(
                 cfg, trust_remote_code=config.trust_remote_code
@@ -243,11 +241,9 @@ def load_processor(config: GenerativeConfig, path: str | None = None):
     from transformers import AutoProcessor, AutoTokenizer
 
     config = _resolve_vision(config)
-    src, extra = (path, {}) if path else pretrained_args(config.model)
-    if config.vision:
-        processor = AutoProcessor.from_pretrained(src, trust_remote_code=config.trust_remote_code, **extra)
-    else:
-        processor = AutoTokenizer.from_pretrained(src, trust_remote_code=config.trust_remote_code, **extra)
+    src = path or config.model
+    cls = AutoProcessor if config.vision else AutoTokenizer
+    processor = from_pretrained(cls, src, trust_remote_code=config.trust_remote_code)
     tok = tokenizer_of(processor)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

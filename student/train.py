@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from cotdistill.eval.scoring import score_answers
-from cotdistill.models import pretrained_args
+from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
 from cotdistill.student import StudentConfigError
 from cotdistill.student.encoder import (
@@ -156,9 +156,9 @@ def train_encoder(
         else:
             config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
     set_seed(training.seed)
-    if tokenizer is None:
-        source, extra = pretrained_args(config.model)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code, **extra)
+    tokenizer = tokenizer or from_pretrained(
+        AutoTokenizer, config.model, trust_remote_code=config.trust_remote_code
+    )
     featurizer = EncoderFeaturizer(config, tokenizer)
     model = EncoderTagger(config, encoder=encoder)
     if config.teacher_tags and not teacher_answers:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cotdistill.models import pretrained_args
+from cotdistill.models import from_pretrained
 from cotdistill.records import Usage
 
 from .base import Backend, Generation, TeacherRequest
@@ -46,20 +46,19 @@ class TransformersBackend(Backend):
         dtype = o.dtype or ("bfloat16" if str(self.device).startswith("cuda") else "float32")
         trust = o.trust_remote_code
         self.text_only = o.text_only
-        source, extra = pretrained_args(self.model)
         if not self.text_only:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            self.processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust, **extra)
+            self.processor = from_pretrained(AutoProcessor, self.model, trust_remote_code=trust)
             self.tokenizer = self.processor.tokenizer
-            self.lm = AutoModelForImageTextToText.from_pretrained(
-                source, dtype=getattr(torch, dtype), trust_remote_code=trust, **extra
+            self.lm = from_pretrained(
+                AutoModelForImageTextToText, self.model, dtype=getattr(torch, dtype), trust_remote_code=trust
             )
         else:
             self.processor = None
-            self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust, **extra)
-            self.lm = AutoModelForCausalLM.from_pretrained(
-                source, dtype=getattr(torch, dtype), trust_remote_code=trust, **extra
+            self.tokenizer = from_pretrained(AutoTokenizer, self.model, trust_remote_code=trust)
+            self.lm = from_pretrained(
+                AutoModelForCausalLM, self.model, dtype=getattr(torch, dtype), trust_remote_code=trust
             )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -234,31 +233,22 @@ def _check_cpu_instructions() -> None:
         )
 
 
-_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
-
-
 def _check_model(model: str, trust_remote_code: bool) -> None:
     """A local model vLLM cannot load fails here, in one line, before the engine starts."""
+    from cotdistill.models import ModelPathError, check_model_path, is_gguf
+
     path = Path(model).expanduser()
-    if not path.exists():
-        if _HUB_ID.match(model) and not model.startswith("."):
+    if path.is_file() and is_gguf(path):
+        # vLLM's GGUF loader needs the GPU kernels, and even there wants a separate tokenizer.
+        raise BackendLoadError(
+            f"teacher.model: {path.resolve()} is a GGUF file, which the vllm backend does not load; "
+            f"convert it once: cotdistill convert-gguf {path} MODEL_DIR, then set teacher.model=MODEL_DIR"
+        )
+    try:
+        if check_model_path(model, "teacher.model", gguf=False):
             return  # a hub id: vLLM resolves it (from the local cache when offline)
-        raise BackendLoadError(f"teacher.model: {path.resolve()} does not exist")
-    if path.is_file():
-        if path.suffix.lower() == ".gguf":
-            # vLLM's GGUF loader needs the GPU kernels, and even there wants a separate tokenizer.
-            raise BackendLoadError(
-                f"teacher.model: {path.resolve()} is a GGUF file, which the vllm backend does not load; "
-                f"convert it once: cotdistill convert-gguf {path} MODEL_DIR, then set teacher.model=MODEL_DIR"
-            )
-        raise BackendLoadError(
-            f"teacher.model: {path.resolve()} is a file; vLLM takes a model folder (with config.json)"
-        )
-    if not (path / "config.json").is_file():
-        raise BackendLoadError(
-            f"teacher.model: {path.resolve()} has no config.json, so it is not a model folder vLLM can load"
-            + (f" (did you mean {sub}?)" if (sub := next(iter(path.glob("*/config.json")), None)) else "")
-        )
+    except ModelPathError as err:
+        raise BackendLoadError(str(err)) from None
     from transformers import AutoConfig
 
     try:
