@@ -83,7 +83,7 @@ def run_one(spec: dict) -> dict:
         task=task,
         crf=spec["crf"] and task != "mre",
         max_length=spec["max_length"],
-        **CONDITIONS[spec["condition"]],
+        **{**CONDITIONS.get(spec["condition"], {}), **spec.get("config", {})},
     )
     bf16 = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +101,10 @@ def run_one(spec: dict) -> dict:
             cfg, training, splits["train"], splits["valid"], knowledge, teacher_answers=teacher_answers
         )
         train_seconds = time.perf_counter() - start
+        if spec.get("save_best"):  # kept for a later run to distil from
+            import shutil
+
+            shutil.copytree(Path(tmp) / "best", spec["save_best"], dirs_exist_ok=True)
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         scores = {}
         for s in ("valid", "test"):
@@ -131,7 +135,7 @@ def run_one(spec: dict) -> dict:
     }
 
 
-def launch(spec: dict, log_dir: Path) -> dict:
+def launch(spec: dict, log_dir: Path, env: dict | None = None) -> dict:
     """Run one spec in a fresh process (its own CUDA context), return its result."""
     name = f"{spec['dataset']}-{spec['condition']}-s{spec['seed']}-crf{int(spec['crf'])}"
     out = log_dir / f"{name}.json"
@@ -140,6 +144,7 @@ def launch(spec: dict, log_dir: Path) -> dict:
             [sys.executable, __file__, "--worker", json.dumps(spec), "--worker-out", str(out)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     if proc.returncode != 0:
         tail = (log_dir / f"{name}.log").read_text()[-3000:]

@@ -70,6 +70,10 @@ class EncoderConfig:
     prompt_length: int = 4
     kd_temperature: float = 2.0
     kd_weight: float = 1.0
+    distill_from: str = ""  # a saved student that reads the teacher: its label distribution is a soft target
+    augment_copies: int = 0  # entity-substituted copies of each training post (MNER)
+    aux_teacher_tags: bool = False  # the teacher's tags as a second target of a second head (train only)
+    aux_weight: float = 0.5
     dropout: float = 0.1
     lora_r: int = 0  # 0: fine-tune the whole encoder; > 0: LoRA on the encoder, the head always trains
     lora_alpha: int = 16
@@ -93,6 +97,16 @@ class EncoderConfig:
                 "teacher_tags marks the teacher's entities or values on the post's words; the mre pair "
                 "classifier has none: set teacher_tags=False"
             )
+        teacher_free = bool(self.distill_from) or self.aux_teacher_tags
+        if teacher_free and (self.reads_teacher or self.conditional_distillation):
+            raise StudentConfigError(
+                "distill_from and aux_teacher_tags train a student that reads the post alone: set "
+                "use_knowledge=False, teacher_tags=False and conditional_distillation=False"
+            )
+        if (self.aux_teacher_tags or self.augment_copies) and self.task != "mner":
+            raise StudentConfigError("aux_teacher_tags and augment_copies work on MNER taggers only")
+        if self.augment_copies < 0:
+            raise StudentConfigError(f"augment_copies={self.augment_copies}: expected 0 or more")
         if self.max_length < 16:
             raise StudentConfigError(
                 f"max_length={self.max_length} is too small for any post; use 128 or more"
@@ -215,6 +229,7 @@ class EncoderTagger(nn.Module):
             )
             with torch.no_grad():
                 self.tag_embeddings.weight[0].zero_()
+        self.aux_head = nn.Linear(hidden, num) if config.aux_teacher_tags else None
         self.prompt = None
         if config.conditional_distillation:
             emb = self.encoder.get_input_embeddings().weight
@@ -227,7 +242,13 @@ class EncoderTagger(nn.Module):
             self.prompt = nn.Parameter(init.detach().clone())
 
     def emissions(
-        self, input_ids, attention_mask, token_type_ids=None, prompt: bool = False, teacher_tag_ids=None
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids=None,
+        prompt: bool = False,
+        teacher_tag_ids=None,
+        hidden_out: list | None = None,
     ) -> torch.Tensor:
         """Per-position label scores. With ``prompt``, the prompt vectors are inserted after the first token
         and their positions removed again from the output, so positions match ``input_ids``. With
@@ -257,7 +278,10 @@ class EncoderTagger(nn.Module):
         hidden = self.encoder(**kwargs).last_hidden_state
         if use_prompt:
             hidden = torch.cat([hidden[:, :1], hidden[:, 1 + self.prompt.shape[0] :]], dim=1)
-        return self.head(self.dropout(hidden))
+        hidden = self.dropout(hidden)
+        if hidden_out is not None:
+            hidden_out.append(hidden)
+        return self.head(hidden)
 
     def _tag_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.crf is None:
@@ -278,31 +302,53 @@ class EncoderTagger(nn.Module):
         plain_attention_mask=None,
         plain_labels=None,
         plain_token_type_ids=None,
+        soft_targets=None,
+        aux_labels=None,
     ):
         """Training loss for a batch. Knowledge-view inputs come first; ``plain_*`` hold the text-only view
-        when conditional distillation is on."""
-        scores = self.emissions(input_ids, attention_mask, token_type_ids, teacher_tag_ids=teacher_tag_ids)
+        when conditional distillation is on. ``soft_targets`` (a frozen teacher's label scores at the
+        labelled positions) and ``aux_labels`` (the teacher's tags) add the teacher-free students' terms."""
+        hidden: list = []
+        scores = self.emissions(
+            input_ids, attention_mask, token_type_ids, teacher_tag_ids=teacher_tag_ids, hidden_out=hidden
+        )
         loss = self._tag_loss(scores, labels)
         out = {"loss": loss, "task_loss": loss.detach()}
+        if soft_targets is not None:
+            kd = self._kd(scores[labels != -100], soft_targets)
+            out["loss"] = out["loss"] + self.config.kd_weight * kd
+            out["kd_loss"] = kd.detach()
+        if self.aux_head is not None and aux_labels is not None:
+            aux = self.aux_head(hidden[0]).float()
+            aux_loss = F.cross_entropy(
+                aux.reshape(-1, aux.shape[-1]), aux_labels.reshape(-1), ignore_index=-100
+            )
+            if torch.isfinite(aux_loss):  # a batch without any teacher answer adds nothing
+                out["loss"] = out["loss"] + self.config.aux_weight * aux_loss
+            out["aux_loss"] = aux_loss.detach()
         if self.prompt is not None and plain_input_ids is not None:
             plain = self.emissions(plain_input_ids, plain_attention_mask, plain_token_type_ids, prompt=True)
             plain_loss = self._tag_loss(plain, plain_labels)
-            t = self.config.kd_temperature
-            teacher = scores[labels != -100].detach().float() / t
-            student = plain[plain_labels != -100].float() / t
-            kd = (
-                F.kl_div(
-                    F.log_softmax(student, -1),
-                    F.log_softmax(teacher, -1),
-                    log_target=True,
-                    reduction="batchmean",
-                )
-                * t
-                * t
-            )
+            kd = self._kd(plain[plain_labels != -100], scores[labels != -100].detach())
             out["loss"] = loss + plain_loss + self.config.kd_weight * kd
             out["kd_loss"] = kd.detach()
         return out
+
+    def _kd(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """T² · KL(teacher_T ‖ student_T), averaged over positions (Hinton et al.)."""
+        if student.shape != teacher.shape:
+            raise StudentConfigError(
+                f"soft targets for {teacher.shape[0]} words, student scores for {student.shape[0]}: the "
+                "two views must label the same words"
+            )
+        t = self.config.kd_temperature
+        kl = F.kl_div(
+            F.log_softmax(student.float() / t, -1),
+            F.log_softmax(teacher.float() / t, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        return kl * t * t
 
     @torch.no_grad()
     def predict_label_ids(self, batch: dict, prompt: bool = False) -> list[list[int]]:
@@ -463,7 +509,15 @@ class EncoderFeaturizer:
             main = self.encode(example, knowledge, "knowledge", teacher_answer)
             plain = self.encode(example, None, "plain")
             return {**main, **{f"plain_{k}": v for k, v in plain.items()}}
-        return self.encode(example, knowledge, cfg.eval_view, teacher_answer)
+        out = self.encode(example, knowledge, cfg.eval_view, teacher_answer)
+        if cfg.aux_teacher_tags and train:
+            hint = bio_tags(example, teacher_answer) if teacher_answer is not None else None
+            words = iter(hint or ())
+            out["aux_labels"] = [
+                -100 if lab == -100 or hint is None else self.label2id.get(next(words), 0)
+                for lab in out["labels"]
+            ]
+        return out
 
 
 def task_tokens(example: Example) -> tuple[tuple[str, ...], list[tuple[int, int]] | None]:
@@ -520,13 +574,18 @@ class EncoderDataset(torch.utils.data.Dataset):
         knowledge: dict[str, str] | None,
         train: bool,
         teacher_answers: dict[str, Answer] | None = None,
+        frozen_teacher=None,
     ):
+        """``frozen_teacher`` (a ``teacher_free.FrozenTeacher``) adds its own view of each post as ``kd_*``."""
         self.examples = list(examples)
         knowledge = knowledge or {}
         answers = teacher_answers or {}
         self.features = [
             featurizer.features(ex, knowledge.get(ex.id), train, answers.get(ex.id)) for ex in self.examples
         ]
+        if frozen_teacher is not None:
+            for f, ex in zip(self.features, self.examples, strict=True):
+                f.update(frozen_teacher.features(ex, knowledge.get(ex.id), answers.get(ex.id)))
 
     def __len__(self) -> int:
         return len(self.features)

@@ -98,15 +98,20 @@ class EncoderTrainer(Trainer):
         dev_knowledge: dict[str, str] | None = None,
         dev_teacher_answers: dict[str, Answer] | None = None,
         featurizer: EncoderFeaturizer | None = None,
+        frozen_teacher=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.frozen_teacher = frozen_teacher
         self.dev_examples = list(dev_examples)
         self.dev_knowledge = dev_knowledge
         self.dev_teacher_answers = dev_teacher_answers
         self.featurizer = featurizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.frozen_teacher is not None and "kd_input_ids" in inputs:
+            inputs = dict(inputs)
+            inputs["soft_targets"] = self.frozen_teacher.soft_targets(inputs)
         out = model(**inputs)
         return (out["loss"], out) if return_outputs else out["loss"]
 
@@ -166,8 +171,31 @@ def train_encoder(
             "teacher_tags=True but no teacher answers were given: pass teacher_answers (example id → the "
             "teacher's parsed answer), or set teacher_tags=False"
         )
+    frozen = None
+    train_examples = list(train_examples)
+    if config.distill_from or config.aux_teacher_tags or config.augment_copies:
+        from cotdistill.student.teacher_free import FrozenTeacher, entity_substitution
+
+        if config.augment_copies:
+            extra, moved = entity_substitution(
+                train_examples, config.augment_copies, training.seed, teacher_answers
+            )
+            logger.info("entity substitution: %d copies of %d posts", len(extra), len(train_examples))
+            train_examples += extra
+            teacher_answers = {**(teacher_answers or {}), **moved}
+        if config.distill_from:
+            frozen = FrozenTeacher(config.distill_from, config.labels)
+        if config.aux_teacher_tags and not teacher_answers:
+            raise StudentConfigError(
+                "aux_teacher_tags=True but no teacher answers were given: pass teacher_answers"
+            )
     train_ds = EncoderDataset(
-        featurizer, train_examples, knowledge, train=True, teacher_answers=teacher_answers
+        featurizer,
+        train_examples,
+        knowledge,
+        train=True,
+        teacher_answers=teacher_answers,
+        frozen_teacher=frozen,
     )
     args = training_arguments(training)
     pad = tokenizer.pad_token_id or 0
@@ -181,6 +209,7 @@ def train_encoder(
         dev_knowledge=knowledge,
         dev_teacher_answers=teacher_answers,
         featurizer=featurizer,
+        frozen_teacher=frozen,
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     out = Path(training.output_dir) / "best"

