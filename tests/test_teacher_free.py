@@ -98,7 +98,7 @@ def test_frozen_teacher_distils_into_a_text_only_student(tiny, tmp_path):
     gold = batch["labels"][batch["labels"] != -100]
     assert (soft.argmax(-1) == gold).float().mean() == 1.0
 
-    model, feat, history = train_encoder(
+    model, _, _ = train_encoder(
         cfg,
         training(tmp_path / "kd", epochs=2),
         exs,
