@@ -9,13 +9,13 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-from cotdistill.distill.backends import TeacherUnavailable
-from cotdistill.distill.runner import StoreError
+from cotdistill.errors import CotdistillError, InputError
 from cotdistill.eval.scoring import label_counts
-from cotdistill.locking import RunLocked, exclusive
-from cotdistill.pipeline import STAGES, TeacherFailedError
+from cotdistill.locking import exclusive
+from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
 from cotdistill.tasks import TaskSpec
@@ -23,7 +23,7 @@ from cotdistill.tasks import TaskSpec
 logger = logging.getLogger("cotdistill")
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """A command line that cannot be carried out as given."""
 
 
@@ -784,23 +784,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("knowledge", "train", "predict", "merge") and hasattr(args, "config"):
             return _locked(args)
         return args.func(args)
-    except (
-        DataFormatError,
-        UsageError,
-        ValueError,
-        FileNotFoundError,
-        FileExistsError,
-        NotADirectoryError,
-        ImportError,
-        RunLocked,
-    ) as err:
+    except CotdistillError as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
-        return 2
-    except (TeacherUnavailable, StoreError, TeacherFailedError) as err:
-        print(f"cotdistill: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # the machine, not the input: a full disk, a permission, a vanished folder
-        print(f"cotdistill: error: {err}", file=sys.stderr)
+        if args.verbose and err.__cause__ is not None:
+            traceback.print_exception(err.__cause__)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("cotdistill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, or the machine's trouble (a full disk, a permission)
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"cotdistill: error: {type(err).__name__}: {err}"
+            + ("" if args.verbose else " (run again with -v for the traceback)"),
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import yaml
 
+from cotdistill.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config that cannot be used; the message names the key and the fix."""
 
 

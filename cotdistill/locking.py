@@ -12,9 +12,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from cotdistill.errors import RunError
 
-class RunLocked(RuntimeError):
+
+class RunLocked(RunError):
     """Another process is writing the same run directory."""
+
+    exit_code = 2
 
 
 @contextlib.contextmanager

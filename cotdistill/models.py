@@ -14,10 +14,12 @@ import logging
 import re
 from pathlib import Path
 
+from cotdistill.errors import InputError, PathExistsError
+
 logger = logging.getLogger(__name__)
 
 
-class ModelPathError(ValueError):
+class ModelPathError(InputError):
     """A model path that cannot be loaded as given."""
 
 
@@ -108,7 +110,7 @@ def convert_gguf(src: str | Path, out: str | Path, dtype: str = "bfloat16") -> P
     if not is_gguf(src):
         raise ModelPathError(f"{src}: expected a .gguf file")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(
+        raise PathExistsError(
             f"{out.resolve()} exists and is not empty: name a new folder for the conversion"
         )
     if dtype not in ("bfloat16", "float16", "float32"):

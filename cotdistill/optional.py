@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from cotdistill.errors import CotdistillError
+
 EXTRAS = {"vllm": "vllm", "bitsandbytes": "qlora", "ray": "ray", "seqeval": "dev", "gguf": "gguf"}
 
 
-class MissingDependencyError(ImportError):
+class MissingDependencyError(CotdistillError, ImportError):
     """An optional package that this feature needs is not installed."""
 
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cotdistill.errors import InputError
 from cotdistill.records import (
     AttributeAnswer,
     AttributeValue,
@@ -404,4 +405,4 @@ def parse_answer(
         return parse_mre(raw, example, labels, none_label or "None")
     if task == "mae":
         return parse_mae(raw, example, labels)
-    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+    raise InputError(f"unknown task {task!r}; expected mner, mre or mae")

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from cotdistill.config import RunConfig, to_dict, write_resolved
+from cotdistill.errors import InputError, MissingPathError, PathExistsError, RunError
 from cotdistill.locking import exclusive
 from cotdistill.paths import plain_name
 from cotdistill.readers import DatasetSplit, canonical_split, load_split
@@ -62,11 +63,11 @@ STAGE_INPUTS = {
 }
 
 
-class TeacherFailedError(RuntimeError):
+class TeacherFailedError(RunError):
     """Every request of a split failed: the teacher is misconfigured or down, not the data."""
 
 
-class StageError(RuntimeError):
+class StageError(RunError):
     """A stage of ``cotdistill run`` failed; the message names the stage, the cause and how to resume."""
 
 
@@ -194,7 +195,7 @@ def knowledge(config: RunConfig, splits: dict[str, DatasetSplit] | None = None) 
         store = ShardStore(config.path / "teacher" / split)
         generations = list(store.load().values())
         if not generations:
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"no generations in {store.folder}; run 'cotdistill generate' (or the generate stage) first"
             )
         report = build_knowledge(
@@ -217,13 +218,13 @@ def _knowledge_rows(config: RunConfig, splits: Sequence[str]):
     kept or none)."""
     mode = config.student.knowledge
     if mode not in ("all", "kept", "none"):
-        raise ValueError(f"student.knowledge={mode!r}; expected all, kept or none")
+        raise InputError(f"student.knowledge={mode!r}; expected all, kept or none")
     if mode == "none":
         return
     for split in splits:
         path = config.path / "knowledge" / f"{split}.jsonl"
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
             )
         with open(path, encoding="utf-8") as f:
@@ -291,7 +292,7 @@ def generative_config(config: RunConfig, labels: Sequence[str], task: str):
 def _check_kind(config: RunConfig) -> str:
     kind = config.student.kind
     if kind not in ("encoder", "generative"):
-        raise ValueError(f"student.kind={kind!r}; expected encoder or generative")
+        raise InputError(f"student.kind={kind!r}; expected encoder or generative")
     return kind
 
 
@@ -395,7 +396,7 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
 
 def _write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        raise PathExistsError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -453,7 +454,7 @@ def predict_teacher(config: RunConfig, split: str = "test", *, overwrite: bool =
     ds = load_one(config, split)
     path = config.path / "knowledge" / f"{ds.split}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"{path} does not exist; run the knowledge stage on the {ds.split} split first"
         )
     answer_template = config.knowledge.answer_template or f"{ds.task}.answer"
@@ -828,7 +829,7 @@ def run(
     with every stage after them; ``stop_after`` ends the run after that stage. Returns the stage log."""
     for name in (*redo, *([stop_after] if stop_after else [])):
         if name not in STAGES:
-            raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+            raise InputError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     validate(config)
     with exclusive(config.path, "this run"):
         write_resolved(config)

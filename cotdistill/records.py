@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Union
 
+from cotdistill.errors import InputError
+
 TaskName = Literal["mner", "mre", "mae"]
 TASKS: tuple[str, ...] = ("mner", "mre", "mae")
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """A JSON object does not describe the record it is read as."""
 
 

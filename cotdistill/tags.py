@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from cotdistill.errors import InputError
+
 TAG_RE = re.compile(r"^(?:O|[BIES]-\S+)$")
 MODES = ("conlleval", "strict")
 
@@ -35,7 +37,7 @@ def tags_to_spans(tags: Sequence[str], mode: str = "conlleval") -> list[tuple[in
         return _conlleval_spans(tags)
     if mode == "strict":
         return _strict_iob2_spans(tags)
-    raise ValueError(f"unknown tag decoding mode {mode!r}; expected one of {', '.join(MODES)}")
+    raise InputError(f"unknown tag decoding mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
 def _conlleval_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
@@ -69,7 +71,7 @@ def _strict_iob2_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
         tag, type_ = _split(raw)
         if tag not in ("B", "I", "O"):
             # As seqeval's strict IOB2 does: E-/S- belong to IOBES, which this mode does not read.
-            raise ValueError(
+            raise InputError(
                 f"tag {raw!r} at position {i} is not IOB2 (allowed prefixes: B-, I-, O); strict mode reads "
                 "IOB2 only, use mode='conlleval' for IOBES tags"
             )
@@ -90,7 +92,7 @@ def spans_to_tags(n_tokens: int, spans: Sequence[tuple[int, int, str]]) -> list[
     tags = ["O"] * n_tokens
     for start, end, type_ in sorted(spans):
         if start < 0 or end > n_tokens or start >= end:
-            raise ValueError(f"span [{start}, {end}) is outside {n_tokens} tokens")
+            raise InputError(f"span [{start}, {end}) is outside {n_tokens} tokens")
         if any(t != "O" for t in tags[start:end]):
             continue
         tags[start] = f"B-{type_}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cotdistill.errors import InputError
 from cotdistill.records import TASKS, Answer, AttributeAnswer, EntityAnswer, Example, RelationAnswer
 
 METRICS = {"mner": "mner_f1", "mre": "mre_f1", "mae": "mae_f1"}
@@ -38,9 +39,9 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
-            raise ValueError(f"unknown task {self.name!r}; expected one of {', '.join(TASKS)}")
+            raise InputError(f"unknown task {self.name!r}; expected one of {', '.join(TASKS)}")
         if not self.labels:
-            raise ValueError(
+            raise InputError(
                 f"task {self.name}: the label set is empty; read it from data with from_examples()"
             )
 
@@ -61,7 +62,7 @@ class TaskSpec:
         labels: set[str] = set(extra_labels)
         for ex in examples:
             if ex.task != task:
-                raise ValueError(f"example {ex.id} is a {ex.task} example, not {task}")
+                raise InputError(f"example {ex.id} is a {ex.task} example, not {task}")
             gold = ex.gold
             if isinstance(gold, EntityAnswer):
                 labels.update(e.type for e in gold.entities if e.type)
@@ -122,7 +123,7 @@ def answer_items(task: str, answer: Answer | None) -> set:
         }
     if task == "mae":
         return {value_key(v) for v in answer.values}  # type: ignore[union-attr]
-    raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+    raise InputError(f"unknown task {task!r}; expected mner, mre or mae")
 
 
 def item_label(task: str, item: tuple) -> str:

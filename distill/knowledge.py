@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.distill.backends import Generation
+from cotdistill.errors import PathExistsError
 from cotdistill.parsing import parse_answer
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
@@ -173,7 +174,7 @@ def export_knowledge(
     }
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing:
-        raise FileExistsError(
+        raise PathExistsError(
             f"{', '.join(existing)} already exist; knowledge is never overwritten: choose another folder or name"
         )
     out.mkdir(parents=True, exist_ok=True)

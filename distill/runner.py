@@ -32,6 +32,7 @@ from cotdistill.distill.backends import (
     TeacherRequest,
     TeacherUnavailable,
 )
+from cotdistill.errors import RunError
 from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary, TemplateError, TemplateInfo
 from cotdistill.records import Example
@@ -97,7 +98,7 @@ def _hash_key(prefix: str, suffix: str) -> str:
     return hashlib.sha256((prefix + suffix).encode("utf-8")).hexdigest()[:32]
 
 
-class StoreError(RuntimeError):
+class StoreError(RunError):
     """The teacher's results could not be written (disk full, folder gone); the run stops, nothing is lost."""
 
 
@@ -443,7 +444,7 @@ def run_generation(
                     logger.exception("backend failed on a batch of %d requests", len(requests))
                     gens = batch_failed(requests, err, backend.model)
                 if len(gens) != len(requests):
-                    raise RuntimeError(
+                    raise RunError(
                         f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
                     )
                 gens = [*unrendered, *gens]

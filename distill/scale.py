@@ -38,6 +38,7 @@ from cotdistill.distill.runner import (
     render_requests,
     store_batch,
 )
+from cotdistill.errors import RunError
 from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
@@ -89,7 +90,7 @@ class TeacherReplica:
         try:
             gens = self.backend.generate(requests)
             if len(gens) != len(requests):
-                raise RuntimeError(f"{len(gens)} generations for {len(requests)} requests")
+                raise RunError(f"{len(gens)} generations for {len(requests)} requests")
         except TeacherUnavailable as err:
             # Not the requests' fault: what came back is stored, the rest is marked so that the driver
             # stores nothing for it (the next run makes it) and stops.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cotdistill.errors import InputError
 from cotdistill.eval.scoring import (
     Counts,
     label_counts,
@@ -34,5 +35,5 @@ HF_METRICS = ("mner_f1", "mre_f1", "mae_f1")
 def metric_path(name: str) -> str:
     """Path of a shipped ``evaluate`` module, for ``evaluate.load(path)`` without network access."""
     if name not in HF_METRICS:
-        raise ValueError(f"unknown metric {name!r}; expected one of {', '.join(HF_METRICS)}")
+        raise InputError(f"unknown metric {name!r}; expected one of {', '.join(HF_METRICS)}")
     return str(Path(__file__).parent / "hf_metrics" / name / f"{name}.py")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cotdistill.errors import InputError
 from cotdistill.eval.predictions import Aligned, usage_summary
 from cotdistill.eval.scoring import relation_label_pairs, score_answers
 from cotdistill.records import Example
@@ -64,7 +65,7 @@ def bootstrap(tables: dict[str, CountTable], resamples: int = 1000, seed: int = 
     difference, its 95% interval, and a two-sided p-value, ``(#{|d* - d| >= |d|} + 1) / (B + 1)``.
     """
     if resamples < 1:
-        raise ValueError("resamples must be at least 1")
+        raise InputError("resamples must be at least 1")
     names = list(tables)
     n = tables[names[0]].counts.shape[0]
     rng = np.random.default_rng(seed)
@@ -291,7 +292,7 @@ def compare_systems(
     """Everything the report shows, as one JSON-ready dict."""
     names = [s.source for s in systems]
     if len(set(names)) != len(names):
-        raise ValueError(f"systems need distinct names, got {names}; name them NAME=FILE")
+        raise InputError(f"systems need distinct names, got {names}; name them NAME=FILE")
     scores = {s.source: score_answers(task, [ex.gold for ex in gold], s.answers) for s in systems}
     tables = {s.source: count_table(task, gold, s, labels) for s in systems}
     boot = bootstrap(tables, resamples=resamples, seed=seed)

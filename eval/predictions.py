@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cotdistill.errors import InputError, MissingPathError
 from cotdistill.readers.common import DataFormatError, ImageResolver
 from cotdistill.readers.conll import read_conll
 from cotdistill.readers.mnre import read_mnre
@@ -99,7 +100,7 @@ def read_predictions(
     """Prediction JSONL, or a native-format file of predicted labels (detected from the content)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist")
+        raise MissingPathError(f"predictions file {path} does not exist")
     if _looks_like_jsonl(path):
         preds = read_prediction_jsonl(path)
         if source:
@@ -132,7 +133,7 @@ def align(gold: list[Example], predictions: list[Prediction], source: str | None
     by_id: dict[str, Prediction] = {}
     for p in predictions:
         if p.id in by_id:
-            raise ValueError(
+            raise InputError(
                 f"example {p.id} is predicted twice in {source or p.source}; keep one prediction per example"
             )
         by_id[p.id] = p

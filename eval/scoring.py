@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from cotdistill.errors import InputError
 from cotdistill.records import Answer, AttributeAnswer, RelationAnswer
 from cotdistill.tags import tags_to_spans
 from cotdistill.tasks import answer_items, is_no_relation, item_label
@@ -95,10 +96,10 @@ def ner_scores(
 ) -> dict:
     """Entity-level scores from tag sequences (``mode``: ``conlleval`` or ``strict``, see cotdistill.tags)."""
     if len(gold_tags) != len(pred_tags):
-        raise ValueError(f"{len(gold_tags)} gold sequences but {len(pred_tags)} predicted ones")
+        raise InputError(f"{len(gold_tags)} gold sequences but {len(pred_tags)} predicted ones")
     for i, (g, p) in enumerate(zip(gold_tags, pred_tags, strict=False)):
         if len(g) != len(p):
-            raise ValueError(f"sequence {i}: {len(g)} gold tags but {len(p)} predicted tags")
+            raise InputError(f"sequence {i}: {len(g)} gold tags but {len(p)} predicted tags")
     out = span_scores(
         [tags_to_spans(t, mode) for t in gold_tags], [tags_to_spans(t, mode) for t in pred_tags]
     )
@@ -110,7 +111,7 @@ def re_scores(gold_labels: Sequence[str | None], pred_labels: Sequence[str | Non
     """Relation scores over records: a hit needs pred == gold != none; precision counts predicted
     relations that are not none, recall gold relations that are not none."""
     if len(gold_labels) != len(pred_labels):
-        raise ValueError(f"{len(gold_labels)} gold labels but {len(pred_labels)} predicted ones")
+        raise InputError(f"{len(gold_labels)} gold labels but {len(pred_labels)} predicted ones")
     gold_sets = [[] if is_no_relation(g) else [(i, g)] for i, g in enumerate(gold_labels)]
     pred_sets = [[] if is_no_relation(p) else [(i, p)] for i, p in enumerate(pred_labels)]
     out = set_scores(gold_sets, pred_sets, group=lambda item: item[1])
@@ -157,14 +158,14 @@ def relation_label_pairs(gold: RelationAnswer, pred: RelationAnswer | None) -> l
 def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
     """Score aligned gold and predicted answers of one task; a None prediction counts as an empty answer."""
     if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold answers but {len(pred)} predictions")
+        raise InputError(f"{len(gold)} gold answers but {len(pred)} predictions")
     if task == "mae":
         return mae_scores(
             [g.values for g in gold],  # type: ignore[union-attr]
             [p.values if isinstance(p, AttributeAnswer) else () for p in pred],
         )
     if task not in ("mner", "mre"):
-        raise ValueError(f"unknown task {task!r}; expected mner, mre or mae")
+        raise InputError(f"unknown task {task!r}; expected mner, mre or mae")
     out = set_scores(
         [answer_items(task, g) for g in gold],
         [answer_items(task, p) for p in pred],

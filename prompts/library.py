@@ -26,6 +26,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from cotdistill.errors import InputError
 from cotdistill.paths import inside
 from cotdistill.records import AttributeAnswer, EntityAnswer, Example, RelationAnswer
 from cotdistill.tasks import TaskSpec
@@ -81,7 +82,7 @@ def describe_relation(label: str) -> str:
     return label.replace("_", " ")
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A template that cannot be used: unknown name, bad header, duplicate name, render failure."""
 
 
@@ -421,7 +422,7 @@ def select_demos(
         rng = random.Random(f"{seed}:{example.id}")
         return [pool[i] for i in rng.sample(candidates, min(k, len(candidates)))]
     if method != "bm25":
-        raise ValueError(f"demo selection {method!r}; expected bm25 or random")
+        raise InputError(f"demo selection {method!r}; expected bm25 or random")
     scores = (index or BM25([p.text for p in pool])).scores(example.text)
     best = sorted(candidates, key=lambda i: (-scores[i], i))[:k]
     return [pool[i] for i in best]

@@ -6,10 +6,12 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from cotdistill.errors import InputError
+
 META = "cotdistill_student.json"
 
 
-class StudentConfigError(ValueError):
+class StudentConfigError(InputError):
     """A student setting or saved student that cannot be used; the message names it and the fix."""
 
 

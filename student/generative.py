@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cotdistill.errors import PathExistsError
 from cotdistill.models import from_pretrained
 from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
@@ -818,7 +819,7 @@ def merge_student(path: str | Path, out_dir: str | Path) -> Path:
     loads without peft, e.g. for ``vllm serve``."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; choose a new folder for the merged model")
+        raise PathExistsError(f"{out} is not empty; choose a new folder for the merged model")
     model, processor, config = load_generative_student(path, device="cpu")
     if config.quantization != "none":
         raise GenerativeConfigError(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cotdistill.errors import InputError
 from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
 from cotdistill.readers.conll import read_conll, write_conll
 from cotdistill.readers.jsonfiles import read_mae, read_wikidiverse
@@ -50,7 +51,7 @@ _SPLIT_ALIASES = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset name, split or directory cannot be used; the message says what would work."""
 
 

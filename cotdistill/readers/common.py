@@ -7,12 +7,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cotdistill.errors import InputError
 from cotdistill.paths import inside
 
 logger = logging.getLogger(__name__)
 
 
-class DataFormatError(ValueError):
+class DataFormatError(InputError):
     """A dataset file is not in the format its reader expects. The message names file, line and expectation."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):

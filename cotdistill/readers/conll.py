@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from cotdistill.errors import InputError
 from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
 from cotdistill.records import Entity, EntityAnswer, Example
 from cotdistill.tags import is_valid_tag, spans_to_tags, tags_to_spans
@@ -140,7 +141,7 @@ def write_conll(
     with open(path, "w", encoding="utf-8") as f:
         for i, ex in enumerate(examples):
             if ex.tokens is None:
-                raise ValueError(f"example {ex.id} has no tokens")
+                raise InputError(f"example {ex.id} has no tokens")
             row_tags = tags[i] if tags is not None else ex.meta.get("tags")
             if row_tags is None:
                 assert isinstance(ex.gold, EntityAnswer)

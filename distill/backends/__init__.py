@@ -7,6 +7,8 @@ classes, one module each; heavy packages are imported inside ``load()`` with an 
 
 from __future__ import annotations
 
+from cotdistill.errors import InputError
+
 from .base import (
     Backend,
     BackendLoadError,
@@ -35,7 +37,7 @@ BACKENDS: dict[str, type[Backend]] = {
 def make_backend(name: str, model: str, **options) -> Backend:
     """The backend ``name`` for ``model``, its options checked (an unknown one names the nearest)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown teacher backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown teacher backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     return BACKENDS[name](model, **options)
 
 

@@ -9,6 +9,7 @@ import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cotdistill.errors import InputError, RunError
 from cotdistill.records import Usage
 
 
@@ -140,12 +141,12 @@ class Backend(abc.ABC):
         that cannot be reached at all raises ``TeacherUnavailable`` with what was made before."""
 
 
-class BackendLoadError(ValueError):
+class BackendLoadError(InputError):
     """The backend cannot start (a model it cannot load, a missing package, a machine it cannot run on).
     Raised by ``load()`` before any request is made; the message is one line that says how to fix it."""
 
 
-class TeacherUnavailable(RuntimeError):
+class TeacherUnavailable(RunError):
     """The teacher could not be reached (server down, engine dead): nothing is wrong with the requests.
 
     ``made`` holds the generations of the batch that did come back, which the runner stores before it

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cotdistill.errors import InputError
 from cotdistill.records import Usage
 
 from .base import Backend, Generation, TeacherRequest, TeacherUnavailable
@@ -54,7 +55,7 @@ class ReplayBackend(Backend):
         if texts is None:
             path = o.path
             if not path:
-                raise ValueError("the replay backend needs texts= or path= (a JSONL file of {id, text})")
+                raise InputError("the replay backend needs texts= or path= (a JSONL file of {id, text})")
             texts = {}
             with open(path, encoding="utf-8") as f:
                 for lineno, line in enumerate(f, start=1):
@@ -63,7 +64,7 @@ class ReplayBackend(Backend):
                             obj = json.loads(line)
                             texts[str(obj["id"])] = str(obj["text"])
                         except (ValueError, KeyError) as err:
-                            raise ValueError(
+                            raise InputError(
                                 f"{path}:{lineno}: expected a JSON object with 'id' and 'text' ({err})"
                             ) from None
         self.texts: dict[str, str] = dict(texts)
@@ -85,7 +86,7 @@ class ReplayBackend(Backend):
                 logger.warning("PGIM %s %s: %s", dataset, split, alignment.summary())
             texts.update(alignment.knowledge)
         if not texts:
-            raise ValueError(f"no PGIM knowledge files (pgim/train.txt, ...) under {data_dir}")
+            raise InputError(f"no PGIM knowledge files (pgim/train.txt, ...) under {data_dir}")
         return texts
 
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
