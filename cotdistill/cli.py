@@ -18,7 +18,7 @@ from cotdistill.locking import exclusive
 from cotdistill.pipeline import STAGES
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
-from cotdistill.tasks import TaskSpec
+from cotdistill.tasks import TaskSpec, get_task
 
 logger = logging.getLogger("cotdistill")
 
@@ -82,7 +82,7 @@ def split_stats(ds: DatasetSplit) -> dict:
     return {
         "split": ds.split,
         "examples": len(ds.examples),
-        "tokens" if ds.task != "mae" else "characters": tokens,
+        get_task(ds.task).unit: tokens,
         "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))),
         "label_total": sum(labels.values()),
         "images_found": ds.report.images_found,

@@ -21,7 +21,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from cotdistill.errors import InputError
 from cotdistill.records import (
     AttributeAnswer,
     AttributeValue,
@@ -398,11 +397,6 @@ def parse_answer(
     task: str, raw: str, example: Example, labels: Sequence[str], none_label: str | None = None
 ) -> tuple:
     """Any task's parser: ``(answer or None, rationale, error or None)``; never raises on model output."""
-    if task == "mner":
-        r = parse_mner(raw, example, labels)
-        return r.answer, r.rationale, r.error
-    if task == "mre":
-        return parse_mre(raw, example, labels, none_label or "None")
-    if task == "mae":
-        return parse_mae(raw, example, labels)
-    raise InputError(f"unknown task {task!r}; expected mner, mre or mae")
+    from cotdistill.tasks import get_task
+
+    return get_task(task).parse(raw, example, labels, none_label)

@@ -630,6 +630,11 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"teacher.templates: {err}") from None
         if not info.name.startswith(f"{task}."):
             raise ConfigError(f"template {name!r} is not for {task}, the task of {d.dataset}")
+        if info.kind == "student":
+            raise ConfigError(
+                f"template {name!r} is the generative student's instruction, not a teacher prompt; "
+                "`cotdistill prompts list` shows the cot, augment and answer templates"
+            )
     if not t.templates:
         raise ConfigError("teacher.templates is empty; name at least the answer template")
     if t.samples < 1 or t.max_tokens < 1 or t.batch_size < 1:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cotdistill.distill.backends import Generation
 from cotdistill.errors import PathExistsError
+from cotdistill.metrics import set_f1
 from cotdistill.parsing import parse_answer
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
@@ -59,13 +60,6 @@ class KnowledgeReport:
     @property
     def kept(self) -> dict[str, str]:
         return {r.id: r.knowledge for r in self.records if r.kept}
-
-
-def _f1(gold: set, pred: set) -> float:
-    """Set F1; two empty answers agree perfectly."""
-    if not gold and not pred:
-        return 1.0
-    return 2 * len(gold & pred) / (len(gold) + len(pred))
 
 
 def build_knowledge(
@@ -135,7 +129,7 @@ def build_knowledge(
             if winning_text not in seen:
                 grains[answer_template] = winning_text
             if use_gold:
-                f1 = _f1(set(answer_items(spec.name, ex.gold)), set(winner))
+                f1 = set_f1(set(answer_items(spec.name, ex.gold)), set(winner))
         reason = None
         if answer_template in {g.template for g in gens} and not answers:
             reason = "answer unparsable"

@@ -17,7 +17,7 @@ from cotdistill.errors import InputError
 from cotdistill.eval.predictions import Aligned, usage_summary
 from cotdistill.eval.scoring import relation_label_pairs, score_answers
 from cotdistill.records import Example
-from cotdistill.tasks import answer_items, is_no_relation, item_label
+from cotdistill.tasks import answer_items, get_task, is_no_relation, item_label
 
 
 @dataclass(slots=True)
@@ -140,11 +140,7 @@ def agreement(task: str, gold: list[Example], a: Aligned, b: Aligned) -> dict:
 
 
 def _show(task: str, ex: Example, items: set) -> list[str]:
-    if task == "mner":
-        return [f"{' '.join(ex.tokens[s:e])} [{t}]" for s, e, t in sorted(items)]  # type: ignore[index]
-    if task == "mre":
-        return [label for _, _, label in sorted(items)] or ["None"]
-    return [f"{a}={v}" for a, v, _, _ in sorted(items, key=str)]
+    return get_task(task).show(ex, items)
 
 
 def instructive_examples(task: str, gold: list[Example], a: Aligned, b: Aligned, limit: int = 20) -> dict:
@@ -186,13 +182,8 @@ ERROR_KINDS = ("correct", "wrong_type", "boundary", "boundary_and_type", "spurio
 
 
 def _spans(task: str, answer) -> list[tuple[int, int, str]]:
-    """(start, end, type) of each span an answer predicts: entities (token spans, MNER) or attribute values
-    written in the text (character spans, type = attribute, MAE)."""
-    if answer is None:
-        return []
-    if task == "mner":
-        return sorted({(e.start, e.end, e.type or "") for e in answer.entities})
-    return sorted({(v.start, v.end, v.attribute) for v in answer.values if v.start is not None})
+    """(start, end, type) of each span an answer predicts (see ``Task.spans``)."""
+    return get_task(task).spans(answer) or []
 
 
 def error_breakdown(task: str, gold: list[Example], system: Aligned, examples_per_kind: int = 5) -> dict:
@@ -252,7 +243,7 @@ def error_breakdown(task: str, gold: list[Example], system: Aligned, examples_pe
 
 def _surface(task: str, ex: Example, span: tuple[int, int, str]) -> str:
     s, e, t = span
-    text = " ".join(ex.tokens[s:e]) if task == "mner" and ex.tokens is not None else ex.text[s:e]
+    text = get_task(task).span_text(ex, s, e)
     return f"{text} [{t}]"
 
 
@@ -330,7 +321,7 @@ def compare_systems(
         {"a": reference.source, "b": other.source, **instructive_examples(task, gold, reference, other)}
         for other in systems[1:]
     ]
-    if task == "mre":
+    if not get_task(task).has_spans:
         result["confusion"] = {s.source: confusion_matrix(gold, s) for s in systems}
     else:
         result["errors"] = {s.source: error_breakdown(task, gold, s) for s in systems}

@@ -28,13 +28,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from cotdistill.errors import InputError
 from cotdistill.paths import inside
-from cotdistill.records import AttributeAnswer, EntityAnswer, Example, RelationAnswer
-from cotdistill.tasks import TaskSpec
+from cotdistill.records import Example, RelationAnswer
+from cotdistill.tasks import TASK_PLUGINS, TaskSpec, get_task
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 # No model reads a million characters of prompt: past this a template loops or an example is not a post.
 MAX_PROMPT_CHARS = 1_000_000
-KINDS = ("cot", "augment", "answer")
+KINDS = ("cot", "augment", "answer", "student")  # student: the generative student's instruction
 _HEADER = re.compile(
     r"^\{#-?\s*name:\s*(?P<name>[\w.\-]+)\s*\|\s*version:\s*(?P<version>\w+)\s*\|\s*kind:\s*(?P<kind>\w+)\s*\|\s*(?P<description>.*?)\s*-?#\}",
     re.S,
@@ -53,6 +53,11 @@ VARIABLES = {
     "knowledge": "CoT knowledge to condition on (answer templates), or None",
     "head": "MRE: the first entity's text",
     "tail": "MRE: the second entity's text",
+}
+# Templates of kind student (the generative student's instruction) read these as well.
+STUDENT_VARIABLES = {
+    "prefix": "the task prefix of the student's turn: [answer] or [rationale]",
+    "mode": "answer or rationale",
 }
 
 DEFAULT_DESCRIPTIONS = {
@@ -145,7 +150,7 @@ def _scan(root: Path) -> dict[str, TemplateInfo]:
         if kind not in KINDS:
             raise TemplateError(f"{path}: kind {kind!r}; expected one of {', '.join(KINDS)}")
         task = name.split(".", 1)[0]
-        if task not in ("mner", "mre", "mae"):
+        if task not in TASK_PLUGINS:
             raise TemplateError(f"{path}: name {name!r} must start with its task (mner., mre. or mae.)")
         if name in found:
             raise TemplateError(
@@ -281,6 +286,10 @@ class PromptLibrary:
         info = self.get(name)
         if info.task != spec.name:
             raise TemplateError(f"template {name} is for {info.task}, the data is {spec.name}")
+        if info.kind == "student":
+            raise TemplateError(
+                f"template {name} is the generative student's instruction; the student renders it itself"
+            )
         if demos and info.kind != "answer":
             raise TemplateError(f"few-shot demonstrations need an answer template, not {name} ({info.kind})")
         messages: list[dict] = []
@@ -322,7 +331,8 @@ class PromptLibrary:
             except jinja2.TemplateSyntaxError as err:
                 problems.append(f"{name}: syntax error line {err.lineno}: {err.message}")
                 continue
-            unknown = meta.find_undeclared_variables(ast) - set(VARIABLES)
+            known = set(VARIABLES) | (set(STUDENT_VARIABLES) if info.kind == "student" else set())
+            unknown = meta.find_undeclared_variables(ast) - known
             if unknown:
                 problems.append(f"{name}: unknown variables {sorted(unknown)}")
             if "user" not in self._blocks(info):
@@ -334,11 +344,7 @@ def template_variables(
     example: Example, spec: TaskSpec, *, knowledge: str | None = None, has_image: bool = False
 ) -> dict:
     """The variables every template can read, for one example."""
-    descriptions = {**DEFAULT_DESCRIPTIONS, **spec.descriptions}
-    if spec.name == "mre":
-        descriptions = {
-            label: spec.descriptions.get(label, describe_relation(label)) for label in spec.labels
-        }
+    descriptions = spec.label_descriptions()
     out = {
         "text": example.text,
         "tokens": list(example.tokens or ()),
@@ -360,13 +366,7 @@ def template_variables(
 
 def gold_answer_json(example: Example) -> dict:
     """An example's gold answer in the task's answer schema (what a demonstration's assistant turn says)."""
-    gold = example.gold
-    if isinstance(gold, EntityAnswer):
-        return {"entities": [{"text": e.text, "type": e.type} for e in gold.entities]}
-    if isinstance(gold, RelationAnswer):
-        return {"relation": gold.relations[0].label if gold.relations else "None"}
-    assert isinstance(gold, AttributeAnswer)
-    return {"values": [{"attribute": v.attribute, "value": v.value} for v in gold.values]}
+    return get_task(example.task).student_target(example.gold, example)
 
 
 def _terms(text: str) -> list[str]:

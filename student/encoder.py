@@ -17,7 +17,6 @@ label distribution (KL at a temperature), so the student runs without a teacher 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from cotdistill.records import (
 )
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
 from cotdistill.tags import tags_to_spans
-from cotdistill.tasks import is_no_relation
+from cotdistill.tasks import TASK_PLUGINS, get_task, is_no_relation
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +81,17 @@ class EncoderConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in ("mner", "mre", "mae"):
+        if self.task not in TASK_PLUGINS:
             raise StudentConfigError(
                 f"task={self.task!r}: the encoder student handles mner and mae (tagging) and mre (pair classification)"
             )
-        if self.task == "mre" and self.crf:
+        if not self.tagger and self.crf:
             raise StudentConfigError("a CRF tags sequences; set crf=False for the mre pair classifier")
         if self.conditional_distillation and not self.reads_teacher:
             raise StudentConfigError(
                 "conditional_distillation matches a view with knowledge: set use_knowledge=True or teacher_tags=True"
             )
-        if self.teacher_tags and self.task == "mre":
+        if self.teacher_tags and not self.tagger:
             raise StudentConfigError(
                 "teacher_tags marks the teacher's entities or values on the post's words; the mre pair "
                 "classifier has none: set teacher_tags=False"
@@ -103,8 +102,10 @@ class EncoderConfig:
                 "distill_from and aux_teacher_tags train a student that reads the post alone: set "
                 "use_knowledge=False, teacher_tags=False and conditional_distillation=False"
             )
-        if (self.aux_teacher_tags or self.augment_copies) and self.task != "mner":
-            raise StudentConfigError("aux_teacher_tags and augment_copies work on MNER taggers only")
+        if self.aux_teacher_tags and not self.tagger:
+            raise StudentConfigError("aux_teacher_tags tags the post's words: it needs a tagging task")
+        if self.augment_copies and get_task(self.task).answer_type is not EntityAnswer:
+            raise StudentConfigError("augment_copies swaps entities: it needs MNER data")
         if self.augment_copies < 0:
             raise StudentConfigError(f"augment_copies={self.augment_copies}: expected 0 or more")
         if self.max_length < 16:
@@ -113,9 +114,14 @@ class EncoderConfig:
             )
 
     @property
+    def tagger(self) -> bool:
+        """A BIO tagger over the post's units (MNER, MAE), or a pair classifier (MRE)."""
+        return get_task(self.task).tagger
+
+    @property
     def bio_labels(self) -> list[str]:
         """The output classes: BIO tags over the entity types (MNER), or the relation labels (MRE)."""
-        if self.task == "mre":
+        if not self.tagger:
             return list(self.labels)
         return ["O"] + [f"{p}-{t}" for t in self.labels for p in ("B", "I")]
 
@@ -397,7 +403,7 @@ class EncoderFeaturizer:
         self.tokenizer = tokenizer
         self.label2id = {label: i for i, label in enumerate(config.bio_labels)}
         self._has_pieces: dict[str, bool] = {}
-        if config.task == "mre":
+        if not config.tagger:
             # The pair classifier reads the relation at the head's opening marker; the markers are new tokens.
             missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
             if missing:
@@ -453,7 +459,7 @@ class EncoderFeaturizer:
     ) -> dict:
         """Inputs of one view of one example. ``teacher_answer`` gives the teacher tags (knowledge view,
         ``config.teacher_tags``); without one, the post's words carry the "no tag" id."""
-        if self.config.task == "mre":
+        if not self.config.tagger:
             words, anchor, label = self._marked(example)
             tags = None
         else:
@@ -470,8 +476,8 @@ class EncoderFeaturizer:
         enc = self.tokenizer(words, context.split() if context else None, **kwargs)
         word_ids = enc.word_ids()
         seq_ids = enc.sequence_ids()
-        if self.config.task != "mre":
-            tags = (example.meta.get("tags") if example.task == "mner" else None) or bio_tags(example)
+        if self.config.tagger:
+            tags = example.meta.get("tags") or bio_tags(example)
         labels, seen = [], set()
         for wid, sid in zip(word_ids, seq_ids, strict=True):
             if sid == 0 and wid is not None and wid not in seen:
@@ -521,17 +527,9 @@ class EncoderFeaturizer:
 
 
 def task_tokens(example: Example) -> tuple[tuple[str, ...], list[tuple[int, int]] | None]:
-    """The units a tagger labels, and their character offsets for MAE. MAE texts are tagged per character
-    when they have no spaces (Chinese product texts), else per word or punctuation mark."""
-    if example.task != "mae":
-        if example.tokens is None:
-            raise StudentConfigError(f"example {example.id} has no tokens; the tagger needs tokenised posts")
-        return example.tokens, None
-    text = example.text
-    if not any(c.isspace() for c in text):
-        return tuple(text), [(i, i + 1) for i in range(len(text))]
-    found = [(m.group(), (m.start(), m.end())) for m in re.finditer(r"\w+|[^\w\s]", text)]
-    return tuple(t for t, _ in found), [o for _, o in found]
+    """The units a tagger labels, and their character offsets where they are not the tokens (see
+    ``Task.student_units``)."""
+    return get_task(example.task).student_units(example)
 
 
 def bio_tags(example: Example, answer: Answer | None = None) -> list[str]:
@@ -632,7 +630,7 @@ def decode_predictions(
         ids = model.predict_label_ids(batch, prompt=view == "plain" and model.prompt is not None)
         seconds = (time.perf_counter() - t0) / len(chunk)
         for ex, row in zip(chunk, ids, strict=True):
-            if featurizer.config.task == "mre":
+            if not featurizer.config.tagger:
                 rel = ex.gold.relations[0]  # type: ignore[union-attr]
                 label = id2label[row[0]]
                 answer = RelationAnswer((Relation(rel.head, rel.tail, label),))

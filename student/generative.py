@@ -35,10 +35,10 @@ from tqdm.auto import tqdm
 from cotdistill.errors import PathExistsError
 from cotdistill.models import from_pretrained
 from cotdistill.parsing import parse_answer
-from cotdistill.records import Example, Prediction, Usage
+from cotdistill.records import Example, Prediction, RelationAnswer, Usage
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
 from cotdistill.student.train import TrainingLoopConfig, training_arguments
-from cotdistill.tasks import TaskSpec
+from cotdistill.tasks import TASK_PLUGINS, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +71,13 @@ class GenerativeConfig:
     lora_target_modules: list[str] = field(default_factory=list)  # empty: every LM linear layer, by full name
     quantization: str = "none"  # none or 4bit (QLoRA: NF4, double quantization, bf16 compute)
     trust_remote_code: bool = False
+    instruction_template: str = ""  # a prompts/ template of kind student; set to <task>.student when empty
 
     def __post_init__(self) -> None:
-        if self.task not in ("mner", "mre", "mae"):
-            raise GenerativeConfigError(f"task={self.task!r}; expected mner, mre or mae")
+        if self.task not in TASK_PLUGINS:
+            raise GenerativeConfigError(f"task={self.task!r}; expected one of {', '.join(TASK_PLUGINS)}")
+        if not self.instruction_template:
+            self.instruction_template = f"{self.task}.student"
         if not 0.0 <= self.alpha <= 1.0:
             raise GenerativeConfigError(f"alpha={self.alpha}: the answer weight must lie in [0, 1]")
         if self.quantization not in QUANTIZATION:
@@ -260,42 +263,33 @@ def tokenizer_of(processor):
 # ------------------------------------------------------------------------------------------ the data
 
 
-def _describe(task: str, labels: Sequence[str]) -> str:
-    if task == "mner":
-        return (
-            "Find every named entity in the post and give its type, one of: "
-            + ", ".join(labels)
-            + '. Answer as JSON: {"entities": [{"text": ..., "type": ...}]}.'
-        )
-    if task == "mre":
-        from cotdistill.prompts.library import describe_relation
-
-        gloss = "; ".join(f"{lab} ({describe_relation(lab)})" for lab in labels)
-        return f'Give the relation between the head and the tail entity, one of: {gloss}. Answer as JSON: {{"relation": ...}}.'
-    return (
-        "Find the product's attribute values in the text; attributes: "
-        + ", ".join(labels)
-        + '. Answer as JSON: {"values": [{"attribute": ..., "value": ...}]}.'
-    )
+_LIBRARY = None
 
 
 def instruction(kind: str, example: Example, config: GenerativeConfig, sees_image: bool) -> str:
-    """The user turn: task prefix, what to do, the post, and the caption when the image is not seen."""
-    lines = [PREFIX[kind]]
-    if kind == "answer":
-        lines.append(_describe(config.task, config.labels))
-    else:
-        lines.append(
-            "Explain the post: the special words, the background it needs, and how the image relates to it."
-        )
-    lines.append(f"Post: {example.text}")
-    if config.task == "mre":
-        rel = example.gold.relations[0]  # type: ignore[union-attr]
-        lines.append(f"Head entity: {rel.head.text}. Tail entity: {rel.tail.text}.")
+    """The user turn, rendered from the student's instruction template (``config.instruction_template``,
+    by default ``<task>.student`` in ``prompts/templates``): task prefix, what to do, the post, and the
+    caption when the image is not seen."""
+    global _LIBRARY
+    from cotdistill.prompts.library import PromptLibrary
+    from cotdistill.tasks import TaskSpec
+
+    if _LIBRARY is None:
+        _LIBRARY = PromptLibrary()
+    spec = TaskSpec(config.task, tuple(config.labels)) if config.labels else None
+    rel = example.gold.relations[0] if isinstance(example.gold, RelationAnswer) else None
     caption = example.meta.get("caption")
-    if caption and config.use_caption and not sees_image:
-        lines.append(f"Image: {caption}")
-    return "\n".join(lines)
+    variables = {
+        "prefix": PREFIX[kind],
+        "mode": kind,
+        "text": example.text,
+        "labels": list(config.labels),
+        "label_descriptions": spec.label_descriptions() if spec else {},
+        "caption": caption if caption and config.use_caption and not sees_image else None,
+        "head": rel.head.text if rel else None,
+        "tail": rel.tail.text if rel else None,
+    }
+    return _LIBRARY.render_blocks(config.instruction_template, variables)["user"]
 
 
 def answer_target(example: Example) -> str:

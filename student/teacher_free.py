@@ -76,7 +76,7 @@ def entity_substitution(
     rng = random.Random(seed)
     pool: dict[str, list[tuple[str, ...]]] = {}
     for ex in examples:
-        if ex.task != "mner" or ex.tokens is None:
+        if not isinstance(ex.gold, EntityAnswer) or ex.tokens is None:
             raise StudentConfigError("augment_copies swaps entities in tokenised posts: it needs MNER data")
         for e in ex.gold.entities:  # type: ignore[union-attr]
             pool.setdefault(e.type or "MISC", []).append(tuple(ex.tokens[e.start : e.end]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from cotdistill.eval.scoring import score_answers
+from cotdistill.metrics import score_answers
 from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
 from cotdistill.student import StudentConfigError
@@ -29,6 +29,7 @@ from cotdistill.student.encoder import (
     decode_predictions,
     save_config,
 )
+from cotdistill.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +155,8 @@ def train_encoder(
     directly (tests build tiny ones); otherwise both load from ``config.model``.
     """
     if not config.labels:
-        if config.task == "mre":
-            config.labels = sorted({r.label for ex in train_examples for r in ex.gold.relations})  # type: ignore[union-attr]
-        elif config.task == "mae":
-            config.labels = sorted({v.attribute for ex in train_examples for v in ex.gold.values})  # type: ignore[union-attr]
-        else:
-            config.labels = sorted({e.type for ex in train_examples for e in ex.gold.entities if e.type})  # type: ignore[union-attr]
+        plugin = get_task(config.task)
+        config.labels = sorted({lab for ex in train_examples for lab in plugin.labels_of(ex.gold) if lab})
     set_seed(training.seed)
     tokenizer = tokenizer or from_pretrained(
         AutoTokenizer, config.model, trust_remote_code=config.trust_remote_code

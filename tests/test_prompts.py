@@ -19,6 +19,7 @@ GRAINS = (
     "entity_substitution",
     "image_imagination",
     "answer",
+    "student",
 )
 
 
@@ -27,6 +28,7 @@ def test_every_task_has_every_grain_and_lint_is_clean():
     assert lib.lint() == []
     for task in ("mner", "mre", "mae"):
         assert sorted(lib.names(task=task)) == sorted(f"{task}.{g}" for g in GRAINS)
+        assert lib.names(task=task, kind="student") == [f"{task}.student"]
     assert len(set(t.digest for t in lib.templates.values())) == len(lib.templates)
 
 
@@ -48,7 +50,7 @@ def _renders_all(examples, task):
     lib = PromptLibrary()
     spec = TaskSpec.from_examples(task, examples)
     ex = examples[0]
-    for name in lib.names(task=task):
+    for name in [n for n in lib.names(task=task) if lib.get(n).kind != "student"]:
         for sees in (True, False):
             messages = lib.render(name, ex, spec, sees_images=sees, knowledge="some knowledge")
             user = messages[-1]["content"]
@@ -174,7 +176,8 @@ def test_demos_bm25_random_and_rendered_as_turns():
 
 def test_cli_prompts(tmp_path, capsys):
     assert main(["prompts", "list", "--task", "mre"]) == 0
-    assert capsys.readouterr().out.count("mre.") == 7
+    out = capsys.readouterr().out
+    assert out.count("mre.") == 8 and "mre.student" in out  # the student's instruction is listed too
     (tmp_path / "test.txt").write_text("IMGID:1\nObama\tB-PER\n", encoding="utf-8")
     (tmp_path / "train.txt").write_text("IMGID:2\nMerkel\tB-PER\n", encoding="utf-8")
     assert (

@@ -149,7 +149,7 @@ def test_teacher_free_settings_that_cannot_work_are_refused():
         EncoderConfig(model="x", use_knowledge=True, distill_from="t")
     with pytest.raises(StudentConfigError, match="reads the post alone"):
         EncoderConfig(model="x", use_knowledge=False, teacher_tags=True, aux_teacher_tags=True)
-    with pytest.raises(StudentConfigError, match="MNER taggers only"):
+    with pytest.raises(StudentConfigError, match="needs MNER data"):
         EncoderConfig(model="x", task="mre", use_knowledge=False, augment_copies=1)
     with pytest.raises(StudentConfigError, match="0 or more"):
         EncoderConfig(model="x", use_knowledge=False, augment_copies=-1)
