@@ -26,6 +26,8 @@ from pathlib import Path
 from common import smollm2_gguf
 from transformers import TrainerCallback
 
+from cotdistill.tasks import TaskSpec
+
 BATCH, LR, MAX_LENGTH, SEED = 8, 5e-4, 768, 0
 
 
@@ -99,19 +101,11 @@ def run_cotdistill(data_dir: Path, steps: int, work: Path, checkpointing: bool) 
         gradient_checkpointing=checkpointing,
     )
     timer = StepTimer()
-    cfg.labels = gen._labels_from("mner", train)
+    cfg.labels = list(TaskSpec.from_examples("mner", train).labels)
     processor = gen.load_processor(cfg)
     featurizer = gen.GenerativeFeaturizer(cfg, processor)
     tokens = sum(len(featurizer.encode(item)["input_ids"]) for item in gen.chat_items(train, None, 1.0))
-    real_trainer = gen._trainer_class()
-
-    class Timed(real_trainer):  # the same trainer, with the step timer attached
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.add_callback(timer)
-
-    gen._trainer_class = lambda: Timed
-    gen.train_generative(cfg, training, train, dev, processor=processor)
+    gen.train_generative(cfg, training, train, dev, processor=processor, callbacks=[timer])
     return {
         "tokens": tokens,
         "step_seconds": timer.seconds,
@@ -132,7 +126,7 @@ def run_trl(data_dir: Path, steps: int, work: Path, checkpointing: bool) -> dict
 
     train, _ = examples(data_dir, steps * BATCH)
     cfg = gen.GenerativeConfig(model=str(smollm2_gguf()), task="mner", alpha=1.0, max_length=MAX_LENGTH)
-    cfg.labels = gen._labels_from("mner", train)
+    cfg.labels = list(TaskSpec.from_examples("mner", train).labels)
     rows = [
         {
             "prompt": [{"role": "user", "content": gen.instruction("answer", ex, cfg, sees_image=False)}],

@@ -271,7 +271,7 @@ def test_lora_training_changes_only_the_adapter_and_overfits(lm_wide, tmp_path):
 
 
 def test_resume_continues_the_step_count(lm, tmp_path, monkeypatch):
-    import cotdistill.student.generative as gen
+    import cotdistill.student.generative.train as gen
 
     cfg = GenerativeConfig(model=lm, labels=LABELS, lora_r=4, max_new_tokens=4)
     out = tmp_path / "out"
@@ -359,7 +359,7 @@ def test_qwen2_vl_student_trains_and_predicts(tmp_path, monkeypatch):
     import transformers
     from transformers import AutoTokenizer
 
-    from cotdistill.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
+    from cotdistill.demo.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
 
     path = tiny_qwen2_vl_teacher(tmp_path / "qwen2vl")
     processor = image_only_qwen2_vl_processor(AutoTokenizer.from_pretrained(path))

@@ -17,7 +17,8 @@ CHECK = textwrap.dedent(
     from cotdistill.eval import metric_path
     assert os.path.isfile(metric_path("mner_f1")), metric_path("mner_f1")
     from cotdistill.prompts import PromptLibrary
-    assert len(PromptLibrary().names()) == 21 and PromptLibrary().lint() == []
+    assert len(PromptLibrary().names()) == 24 and PromptLibrary().lint() == []
+    import cotdistill.tasks, cotdistill.student.generative, cotdistill.demo.tiny
     print(os.path.dirname(cotdistill.eval.__file__))
     """
 )
@@ -67,10 +68,16 @@ def test_wheel_contents_and_regular_install(tmp_path):
         "cotdistill/prompts/templates/common/base.j2",
         "cotdistill/configs/smoke.yaml",
         "cotdistill/configs/twitter2015.yaml",
-        "cotdistill/student/generative.py",
+        "cotdistill/student/generative/__init__.py",
+        "cotdistill/student/generative/train.py",
+        "cotdistill/tasks/mner.py",
+        "cotdistill/metrics.py",
+        "cotdistill/prompts/templates/common/student.j2",
+        "cotdistill/prompts/templates/mre/student.j2",
         "cotdistill/distill/scale.py",
         "cotdistill/pipeline.py",
-        "cotdistill/demo.py",
+        "cotdistill/demo/__init__.py",
+        "cotdistill/demo/tiny.py",
     ]:
         assert expected in names
     target = tmp_path / "site"

@@ -78,7 +78,7 @@ def test_replicas_make_every_request_once_and_resume(local_ray, tmp_path):
 
 
 def test_a_real_model_backend_runs_inside_the_actors(local_ray, tmp_path):
-    from cotdistill.tiny import tiny_qwen2_lm
+    from cotdistill.demo.tiny import tiny_qwen2_lm
 
     model = tiny_qwen2_lm(tmp_path / "lm")
     from cotdistill.distill.backends import Sampling

@@ -134,7 +134,7 @@ def test_run_rejects_unknown_keys_and_stages(tmp_path, assets, capsys):
 
 
 def test_run_with_a_generative_text_student(tmp_path, assets):
-    from cotdistill.tiny import tiny_qwen2_lm
+    from cotdistill.demo.tiny import tiny_qwen2_lm
 
     lm = tiny_qwen2_lm(tmp_path / "lm")
     args = overrides(

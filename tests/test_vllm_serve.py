@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from cotdistill.demo import write_synthetic_twitter
-from cotdistill.tiny import tiny_qwen2_lm
+from cotdistill.demo.tiny import tiny_qwen2_lm
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,

@@ -107,7 +107,7 @@ def vocabulary_text() -> list[str]:
 
 def build_tiny_models(folder: str | Path) -> tuple[Path, Path]:
     """A tiny LLaVA teacher and a tiny BERT student (random weights), kept if already there."""
-    from cotdistill.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer
+    from cotdistill.demo.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer
 
     folder = Path(folder)
     teacher, student = folder / "teacher", folder / "student"
