@@ -19,6 +19,12 @@ from pathlib import Path
 import yaml
 
 from cotdistill.errors import InputError
+from cotdistill.student.config import (
+    EncoderConfig,
+    EncoderTrainingConfig,
+    GenerativeConfig,
+    GenerativeTrainingConfig,
+)
 
 
 class ConfigError(InputError):
@@ -73,51 +79,92 @@ class KnowledgeConfig:
     filter_splits: list[str] = field(default_factory=lambda: ["train"])  # gold is never used on other splits
 
 
-@dataclass
-class StudentConfig:
-    """Both students' settings (``kind``: encoder or generative). A field left empty (null) takes the chosen
-    student's own default: ``EncoderConfig``/``EncoderTrainingConfig`` or ``GenerativeConfig``/
-    ``GenerativeTrainingConfig``; an empty ``lora_target_modules`` means the student's default targets."""
+# What the run sets on a student itself (from the data and the knowledge stage), never the config.
+SET_BY_THE_RUN = {"task", "labels", "vocab_size", "use_knowledge", "output_dir", "resume_from_checkpoint"}
+# Run-level student settings, with the kinds that have them: (default, comment).
+STUDENT_RUN_FIELDS = {
+    "encoder": [
+        ("kind", str, "encoder"),
+        (
+            "knowledge",
+            str,
+            "all",
+        ),  # all: every example's teacher text; kept: only what passed the filter; none
+        (
+            "knowledge_text",
+            bool,
+            True,
+        ),  # read the knowledge text as a second segment (false: teacher tags alone)
+    ],
+    "generative": [("kind", str, "generative"), ("knowledge", str, "all")],
+}
+# A section field that reads differently from the student's own: vision is "auto" (from the model's config),
+# "true" or "false" in a config, None/True/False in GenerativeConfig.
+SECTION_FIELDS = {"vision": (str, "auto")}
+STUDENT_DEFAULT_MODEL = {"encoder": "FacebookAI/xlm-roberta-large", "generative": "Qwen/Qwen2-VL-2B-Instruct"}
 
-    kind: str = "encoder"
-    model: str = "FacebookAI/xlm-roberta-large"
-    knowledge: str = "all"  # all: every example's teacher text; kept: only what passed the filter; none
-    use_caption: bool | None = None
-    max_length: int | None = None
-    # encoder student
-    crf: bool = False
-    knowledge_text: bool = True  # read the knowledge text as a second segment (false: teacher tags alone)
-    teacher_tags: bool = False  # the teacher's voted answer as tag embeddings on the post's words
-    conditional_distillation: bool = False
-    prompt_length: int = 4
-    kd_temperature: float = 2.0
-    kd_weight: float = 1.0
-    # generative student
-    vision: bool | None = None  # null: from the model's config
-    alpha: float = 0.5  # distilling step by step: alpha * answer + (1 - alpha) * rationale
-    max_pixels: int | None = None
-    max_new_tokens: int | None = None
-    packing: bool = False
-    quantization: str = "none"  # none or 4bit (QLoRA)
-    # LoRA (encoder: lora_r 0 fine-tunes the whole encoder)
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    lora_target_modules: list[str] = field(default_factory=list)
-    # the training loop
-    epochs: float | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    eval_batch_size: int | None = None
-    gradient_accumulation_steps: int | None = None
-    warmup_ratio: float | None = None
-    weight_decay: float | None = None
-    seed: int = 42
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    eval_examples: int = 0  # generative: dev examples generated after each epoch (0: all)
-    dataloader_num_workers: int = 0
-    trust_remote_code: bool = False
+
+def _student_section(kind: str, model_cls, training_cls) -> type:
+    """The ``student`` section of one kind: its run-level settings, then every field of the student's own
+    config and training-loop dataclasses, with their defaults (declared once, there)."""
+    fields_ = [(name, hint, field(default=default)) for name, hint, default in STUDENT_RUN_FIELDS[kind]]
+    fields_.append(("model", str, field(default=STUDENT_DEFAULT_MODEL[kind])))
+    seen = {name for name, _, _ in fields_}
+    for cls in (model_cls, training_cls):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in SET_BY_THE_RUN or f.name in seen:
+                continue
+            seen.add(f.name)
+            if f.name in SECTION_FIELDS:
+                hint, value = SECTION_FIELDS[f.name]
+                fields_.append((f.name, hint, field(default=value)))
+                continue
+            default = (
+                field(default_factory=f.default_factory)
+                if f.default_factory is not dataclasses.MISSING
+                else field(default=f.default)
+            )
+            fields_.append((f.name, hints[f.name], default))
+    name = f"{kind.capitalize()}StudentConfig"
+    section = dataclasses.make_dataclass(name, fields_)
+    section.__module__ = __name__  # picklable by name (Ray ships configs to its workers)
+    section.__doc__ = (
+        f"The ``student`` section for ``kind: {kind}``: the run-level settings and every field of "
+        f"``{model_cls.__name__}`` and ``{training_cls.__name__}`` with their defaults."
+    )
+    return section
+
+
+EncoderStudentConfig = _student_section("encoder", EncoderConfig, EncoderTrainingConfig)
+GenerativeStudentConfig = _student_section("generative", GenerativeConfig, GenerativeTrainingConfig)
+STUDENT_SECTIONS = {"encoder": EncoderStudentConfig, "generative": GenerativeStudentConfig}
+StudentConfig = EncoderStudentConfig | GenerativeStudentConfig
+
+
+def build_student(values: dict):
+    """The ``student`` section of the kind it names: a setting of the other kind is an error."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"student: expected a mapping, got {type(values).__name__}")
+    kind = values.get("kind", "encoder")
+    if kind not in STUDENT_SECTIONS:
+        raise ConfigError(f"student.kind={kind!r}; expected one of {', '.join(STUDENT_SECTIONS)}")
+    cls = STUDENT_SECTIONS[kind]
+    own = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key in own:
+            continue
+        other = [
+            k
+            for k, c in STUDENT_SECTIONS.items()
+            if k != kind and key in {f.name for f in dataclasses.fields(c)}
+        ]
+        if other:
+            raise ConfigError(
+                f"student.{key} is a setting of the {other[0]} student, and student.kind is {kind}: "
+                f"remove it (or set student.kind={other[0]})"
+            )
+    return _build(cls, values, "student.")
 
 
 @dataclass
@@ -135,7 +182,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
+    student: StudentConfig = field(default_factory=EncoderStudentConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     @property
@@ -158,7 +205,9 @@ def _build(cls, values: dict, where: str):
         if key not in fields:
             raise ConfigError(f"unknown key {where + key!r}{_nearest(key, list(fields))}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if cls is RunConfig and key == "student":
+            kwargs[key] = build_student(value or {})
+        elif dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, f"{where}{key}.")
         else:
             kwargs[key] = _coerce(value, hint, where + key)
@@ -252,11 +301,28 @@ def load_config(
             ) from None
         _set_path(tree, key.strip(), value)
     config = _build(RunConfig, tree, "")
+    _resolve(config)
     if validate:
         from cotdistill.pipeline import validate as check
 
         check(config)
     return config
+
+
+def _resolve(config: RunConfig) -> None:
+    """Fill the settings whose default follows from others, so the resolved config says what runs:
+    the answer template and the student's instruction from the dataset's task, the samples of each CoT
+    grain from ``teacher.samples``."""
+    from cotdistill.readers import DATASETS
+
+    info = DATASETS.get(config.data.dataset)
+    if info is not None:
+        if not config.knowledge.answer_template:
+            config.knowledge.answer_template = f"{info.task}.answer"
+        if config.student.kind == "generative" and not config.student.instruction_template:
+            config.student.instruction_template = f"{info.task}.student"
+    if config.teacher.rationale_samples is None:
+        config.teacher.rationale_samples = config.teacher.samples
 
 
 def to_dict(config) -> dict:

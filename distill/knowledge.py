@@ -190,3 +190,26 @@ def export_knowledge(
         json.dumps(dict(report.counts), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return paths
+
+
+def read_knowledge(path: str | os.PathLike):
+    """``(line, record)`` of each record of an exported knowledge JSONL file, checked: a mapping with id,
+    kept, knowledge, answer, grains and reason, its answer read back into an Answer record (or None)."""
+    from cotdistill.readers.common import DataFormatError
+    from cotdistill.records import answer_from_dict
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not {"id", "kept", "knowledge", "answer"} <= row.keys():
+                    raise KeyError("id, kept, knowledge, answer")
+                row.setdefault("grains", {})
+                row.setdefault("reason", None)
+                if row["answer"] is not None:
+                    row["answer"] = answer_from_dict(row["answer"])
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                raise DataFormatError(
+                    path, lineno, f"not a knowledge record with id, kept, knowledge, answer ({err})"
+                ) from None
+            yield lineno, row

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,99 +40,14 @@ from cotdistill.records import (
     Usage,
 )
 from cotdistill.student import StudentConfigError, read_student_config, save_student_config
+from cotdistill.student.config import EncoderConfig
 from cotdistill.tags import tags_to_spans
-from cotdistill.tasks import TASK_PLUGINS, get_task, is_no_relation
+from cotdistill.tasks import get_task, is_no_relation
 
 logger = logging.getLogger(__name__)
 
 VIEWS = ("plain", "knowledge")
 MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
-
-
-@dataclass
-class EncoderConfig:
-    """What an encoder student is and reads. Training-loop settings live in ``EncoderTrainingConfig``."""
-
-    model: str
-    labels: list[str] = field(
-        default_factory=list
-    )  # entity types (MNER) or relation labels (MRE), from the data
-    task: str = "mner"  # mner: a BIO tagger; mre: a pair classifier over entity markers
-    vocab_size: int | None = None  # set when markers were added to the tokenizer, so a saved student reloads
-    use_knowledge: bool = True
-    use_caption: bool = False
-    teacher_tags: bool = False  # the teacher's answer as a tag embedding on the post's words (taggers only)
-    max_length: int = 256
-    crf: bool = False
-    conditional_distillation: bool = False
-    prompt_length: int = 4
-    kd_temperature: float = 2.0
-    kd_weight: float = 1.0
-    distill_from: str = ""  # a saved student that reads the teacher: its label distribution is a soft target
-    augment_copies: int = 0  # entity-substituted copies of each training post (MNER)
-    aux_teacher_tags: bool = False  # the teacher's tags as a second target of a second head (train only)
-    aux_weight: float = 0.5
-    dropout: float = 0.1
-    lora_r: int = 0  # 0: fine-tune the whole encoder; > 0: LoRA on the encoder, the head always trains
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
-    trust_remote_code: bool = False
-
-    def __post_init__(self) -> None:
-        if self.task not in TASK_PLUGINS:
-            raise StudentConfigError(
-                f"task={self.task!r}: the encoder student handles mner and mae (tagging) and mre (pair classification)"
-            )
-        if not self.tagger and self.crf:
-            raise StudentConfigError("a CRF tags sequences; set crf=False for the mre pair classifier")
-        if self.conditional_distillation and not self.reads_teacher:
-            raise StudentConfigError(
-                "conditional_distillation matches a view with knowledge: set use_knowledge=True or teacher_tags=True"
-            )
-        if self.teacher_tags and not self.tagger:
-            raise StudentConfigError(
-                "teacher_tags marks the teacher's entities or values on the post's words; the mre pair "
-                "classifier has none: set teacher_tags=False"
-            )
-        teacher_free = bool(self.distill_from) or self.aux_teacher_tags
-        if teacher_free and (self.reads_teacher or self.conditional_distillation):
-            raise StudentConfigError(
-                "distill_from and aux_teacher_tags train a student that reads the post alone: set "
-                "use_knowledge=False, teacher_tags=False and conditional_distillation=False"
-            )
-        if self.aux_teacher_tags and not self.tagger:
-            raise StudentConfigError("aux_teacher_tags tags the post's words: it needs a tagging task")
-        if self.augment_copies and get_task(self.task).answer_type is not EntityAnswer:
-            raise StudentConfigError("augment_copies swaps entities: it needs MNER data")
-        if self.augment_copies < 0:
-            raise StudentConfigError(f"augment_copies={self.augment_copies}: expected 0 or more")
-        if self.max_length < 16:
-            raise StudentConfigError(
-                f"max_length={self.max_length} is too small for any post; use 128 or more"
-            )
-
-    @property
-    def tagger(self) -> bool:
-        """A BIO tagger over the post's units (MNER, MAE), or a pair classifier (MRE)."""
-        return get_task(self.task).tagger
-
-    @property
-    def bio_labels(self) -> list[str]:
-        """The output classes: BIO tags over the entity types (MNER), or the relation labels (MRE)."""
-        if not self.tagger:
-            return list(self.labels)
-        return ["O"] + [f"{p}-{t}" for t in self.labels for p in ("B", "I")]
-
-    @property
-    def reads_teacher(self) -> bool:
-        """Whether the knowledge view holds anything of the teacher's: its knowledge text or its tags."""
-        return self.use_knowledge or self.teacher_tags
-
-    @property
-    def eval_view(self) -> str:
-        """The view used at test time: text-only unless the student is trained to read knowledge."""
-        return "knowledge" if self.reads_teacher and not self.conditional_distillation else "plain"
 
 
 class CRF(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from cotdistill.metrics import score_answers
 from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
 from cotdistill.student import StudentConfigError
+from cotdistill.student.config import EncoderTrainingConfig, TrainingLoopConfig
 from cotdistill.student.encoder import (
     EncoderConfig,
     EncoderDataset,
@@ -61,32 +62,6 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         dataloader_num_workers=training.dataloader_num_workers,
         remove_unused_columns=False,
     )
-
-
-@dataclass
-class TrainingLoopConfig:
-    """The training loop's settings, shared by both students (passed on to ``transformers.TrainingArguments``
-    by ``training_arguments``)."""
-
-    output_dir: str
-    epochs: float = 4.0
-    learning_rate: float = 1e-4
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    bf16: bool = False
-    save_total_limit: int = 1
-    logging_steps: int = 50
-    dataloader_num_workers: int = 0
-    resume_from_checkpoint: str | bool | None = None
-
-
-@dataclass
-class EncoderTrainingConfig(TrainingLoopConfig):
-    """The encoder student's training loop (the defaults of ``TrainingLoopConfig``)."""
 
 
 class EncoderTrainer(Trainer):

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import REPO
 from tiny import tiny_bert, tiny_wordpiece_tokenizer
 
@@ -82,15 +83,15 @@ def test_pipeline_commands(tmp_path, capsys):
 
 
 def test_student_section_maps_onto_the_student_configs():
-    from cotdistill.config import load_config
-    from cotdistill.pipeline import _same_named
-    from cotdistill.pipeline import encoder_config as _encoder_config
-    from cotdistill.student.train import EncoderTrainingConfig
+    from cotdistill.config import ConfigError, load_config, to_dict
+    from cotdistill.pipeline import encoder_config, generative_config
+    from cotdistill.stages.student import training_config
+    from cotdistill.student.config import EncoderTrainingConfig, GenerativeTrainingConfig
 
     config = load_config(
         None, ["student.model=m", "student.lora_r=8", "student.epochs=3", "student.knowledge=none"]
     )
-    enc = _encoder_config(config, ["/per/per/peer", "None"], "mre")
+    enc = encoder_config(config, ["/per/per/peer", "None"], "mre")
     assert (enc.task, enc.labels, enc.lora_r, enc.use_knowledge, enc.model) == (
         "mre",
         ["/per/per/peer", "None"],
@@ -98,5 +99,27 @@ def test_student_section_maps_onto_the_student_configs():
         False,
         "m",
     )
-    training = _same_named(config.student, EncoderTrainingConfig, output_dir="out")
+    training = training_config(config, output_dir="out")
+    assert isinstance(training, EncoderTrainingConfig)
     assert (training.epochs, training.batch_size, training.output_dir) == (3.0, 32, "out")
+
+    # the generative section holds the generative defaults, resolved: no nulls anywhere in the student
+    gen = load_config(None, ["student.kind=generative", "student.vision=false"])
+    section = to_dict(gen)["student"]
+    assert None not in section.values() and section["instruction_template"] == "mner.student"
+    assert (section["learning_rate"], section["batch_size"], section["lora_r"]) == (2e-4, 8, 16)
+    assert "crf" not in section and "teacher_tags" not in section
+    g = generative_config(gen, ["PER"], "mner")
+    assert g.vision is False and g.instruction_template == "mner.student"
+    assert isinstance(training_config(gen, output_dir="o"), GenerativeTrainingConfig)
+    assert generative_config(load_config(None, ["student.kind=generative"]), ["PER"], "mner").vision is None
+
+    # a setting of the other kind, and a typo, are errors that say which
+    with pytest.raises(ConfigError, match=r"student\.crf is a setting of the encoder student"):
+        load_config(None, ["student.kind=generative", "student.crf=true"])
+    with pytest.raises(ConfigError, match=r"student\.alpha is a setting of the generative student"):
+        load_config(None, ["student.alpha=0.3"])
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        load_config(None, ["student.learning_rat=0.1"])
+    with pytest.raises(ConfigError, match=r"student\.vision='maybe'"):
+        load_config(None, ["student.kind=generative", "student.vision=maybe"])

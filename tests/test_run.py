@@ -295,8 +295,11 @@ def test_student_reads_knowledge_records_and_names_a_bad_line(tmp_path):
     assert list(answers) == ["a"] and answers["a"].entities[0].text == "Obama"
     rows[2]["answer"] = {"task": "mner", "entities": [{"start": 0}]}
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(DataFormatError, match=r"train\.jsonl:3: not an answer record"):
-        student_teacher_answers(config, ["train"])
+    for read in (student_teacher_answers, student_knowledge):  # one reader checks every record whole
+        with pytest.raises(
+            DataFormatError, match=r"train\.jsonl:3: not a knowledge record.*missing field 'end'"
+        ):
+            read(config, ["train"])
     (folder / "train.jsonl").write_text('{"id": "a"}\n')
     with pytest.raises(DataFormatError, match=r"train\.jsonl:1: not a knowledge record"):
         student_knowledge(config, ["train"])
@@ -318,7 +321,7 @@ def test_max_examples_reads_a_fixed_subset_and_is_checked(tmp_path, assets, caps
 
 
 def test_resume_passes_over_a_checkpoint_cut_short_while_saving(tmp_path):
-    from cotdistill.pipeline import _last_checkpoint
+    from cotdistill.checkpoints import last_checkpoint as _last_checkpoint
 
     def checkpoint(step, cut=None):
         folder = tmp_path / f"checkpoint-{step}"

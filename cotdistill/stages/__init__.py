@@ -1,0 +1,1 @@
+"""The stages of a run, one module per concern; ``cotdistill.pipeline`` runs them in order."""

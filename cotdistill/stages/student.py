@@ -1,0 +1,133 @@
+"""The student's stages: ``train`` (the kind named by ``student.kind``, resumable) and its predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from cotdistill.checkpoints import last_checkpoint
+from cotdistill.config import RunConfig
+from cotdistill.errors import InputError
+from cotdistill.stages.common import load_one
+from cotdistill.stages.teacher import _write_predictions, student_knowledge, student_teacher_answers
+
+logger = logging.getLogger(__name__)
+
+
+def own_fields(section, target_cls, **extra):
+    """Build ``target_cls`` (a student's own config or training-loop dataclass) from the ``student``
+    section's fields of the same name, plus ``extra`` (what the run sets)."""
+    names = {f.name for f in dataclasses.fields(target_cls)}
+    values = {k: v for k, v in dataclasses.asdict(section).items() if k in names and k not in extra}
+    return target_cls(**values, **extra)
+
+
+def encoder_config(config: RunConfig, labels: Sequence[str], task: str):
+    from cotdistill.student.config import EncoderConfig
+
+    s = config.student
+    use = s.knowledge != "none" and s.knowledge_text
+    return own_fields(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=use)
+
+
+VISION = {"auto": None, "true": True, "false": False}
+
+
+def generative_config(config: RunConfig, labels: Sequence[str], task: str):
+    from cotdistill.student.config import GenerativeConfig
+
+    vision = str(config.student.vision).lower()
+    if vision not in VISION:
+        raise InputError(f"student.vision={config.student.vision!r}; expected auto, true or false")
+    return own_fields(config.student, GenerativeConfig, task=task, labels=list(labels), vision=VISION[vision])
+
+
+def training_config(config: RunConfig, **extra):
+    """The chosen student's training-loop config from the ``student`` section."""
+    from cotdistill.student.config import EncoderTrainingConfig, GenerativeTrainingConfig
+
+    cls = EncoderTrainingConfig if config.student.kind == "encoder" else GenerativeTrainingConfig
+    return own_fields(config.student, cls, **extra)
+
+
+def train(config: RunConfig, resume: str | bool | None = None) -> dict:
+    """Train the student named by ``student.kind`` on ``RUN/knowledge``; the best model by dev F1 goes to
+    ``RUN/student/best``. ``resume=True`` continues from the last checkpoint in ``RUN/student`` (if any)."""
+    from cotdistill.tasks import TaskSpec
+
+    kind = config.student.kind
+    train_split, valid_split = load_one(config, "train"), load_one(config, "valid")
+    labels = TaskSpec.from_examples(train_split.task, train_split.examples).labels
+    out = config.path / "student"
+    if resume is True:
+        resume = last_checkpoint(out)
+    extra = {}
+    if kind == "encoder":
+        from cotdistill.student.train import train_encoder as train_student
+
+        student = encoder_config(config, labels, train_split.task)
+        texts = student_knowledge(config, ["train", "valid"])  # the context it reads
+        if student.teacher_tags:
+            extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
+    else:
+        from cotdistill.student.generative import train_generative as train_student
+
+        student = generative_config(config, labels, train_split.task)
+        texts = student_knowledge(config, ["train"])  # the rationale task's targets
+    training = training_config(config, output_dir=str(out), resume_from_checkpoint=resume or None)
+    model, _, history = train_student(
+        student, training, train_split.examples, valid_split.examples, texts, **extra
+    )
+    best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "kind": kind,
+        "best": str(out / "best"),
+        "best_dev_f1": best,
+        "resumed_from": resume or None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": trainable,
+    }
+
+
+def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+    """The trained student on one split → ``RUN/predictions/student-<split>.jsonl``."""
+    from cotdistill.student import read_student_config
+
+    ds = load_one(config, split)
+
+    best = config.path / "student" / "best"
+    kind, _ = read_student_config(best)
+    source = f"student:{Path(config.student.model).name}"
+    if kind == "generative":
+        from cotdistill.student.generative import load_generative_student, predict_generative
+
+        model, processor, gconfig = load_generative_student(best)
+        preds = predict_generative(
+            model,
+            processor,
+            gconfig,
+            ds.examples,
+            source=source,
+            batch_size=config.student.eval_batch_size,
+        )
+        view = "answer"
+    else:
+        from cotdistill.student.encoder import decode_predictions, load_encoder_student
+
+        model, featurizer = load_encoder_student(best)
+        view = model.config.eval_view
+        texts = student_knowledge(config, [ds.split]) if view == "knowledge" else {}
+        answers = (
+            student_teacher_answers(config, [ds.split])
+            if view == "knowledge" and model.config.teacher_tags
+            else None
+        )
+        preds = decode_predictions(
+            model, featurizer, ds.examples, texts, source=source, teacher_answers=answers
+        )
+    path = config.path / "predictions" / f"student-{ds.split}.jsonl"
+    _write_predictions(path, preds, overwrite)
+    return {"path": str(path), "predictions": len(preds), "view": view}
