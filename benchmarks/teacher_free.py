@@ -7,8 +7,13 @@ Routes (all text-only at test time; the teacher is PGIM's ChatGPT answer, parsed
   ka   k with one entity-substituted copy of every training post (the frozen student scores the copy,
        the teacher's spans moved with the swap)
   x    the teacher's tags as an auxiliary target (second head, dropped at test time)
-The method is chosen on dev with seed 0 (best dev F1 among k, ka, x); the chosen one and the baseline then
-run with seeds 0, 1, 2 and are scored on test.
+  aug  entity substitution alone (one copy of every training post, gold loss only; no teacher)
+The method is chosen on dev with seed 0 (best dev F1 among the routes run); the chosen one and the baseline
+then run with seeds 0, 1, 2 and are scored on test. Diagnostic, not a candidate: ``a4``, text only trained
+for twice the epochs, as many optimizer steps as a route that doubles the training posts.
+
+``--reuse FILE`` takes finished text-only runs (condition a, same settings) from an encoder_quality results
+file instead of training them again.
 
     python benchmarks/teacher_free.py --model MINILM_DIR [--datasets twitter2015 twitter2017]
         [--parallel 2] [--runs-log FILE] [--out benchmarks/results/teacher_free.json]
@@ -37,6 +42,7 @@ ROUTES = {
     "k": {"kd_temperature": 2.0, "kd_weight": 1.0},
     "ka": {"kd_temperature": 2.0, "kd_weight": 1.0, "augment_copies": 1},
     "x": {"aux_teacher_tags": True, "aux_weight": 0.5},
+    "aug": {"augment_copies": 1},
 }
 
 
@@ -56,6 +62,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "teacher_free"))
     parser.add_argument("--runs-log", default=None)
+    parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
+    parser.add_argument("--no-diagnostic", action="store_true", help="skip a4 (text only, twice the epochs)")
     parser.add_argument("--out", default=str(HERE / "results" / "teacher_free.json"))
     args = parser.parse_args()
     model = args.model or str(minilm_dir())
@@ -78,6 +86,12 @@ def main() -> None:
         for line in runs_log.read_text().splitlines():
             r = json.loads(line)
             done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
+    same = ("epochs", "lr", "batch_size", "max_length", "crf")
+    for path in args.reuse:
+        for r in json.loads(Path(path).read_text())["runs"]:
+            key = (r["dataset"], r["condition"], r["seed"])
+            if r["condition"] == "a" and all(r.get(k) == base[k] for k in same) and key not in done:
+                done[key] = {**r, "reused_from": Path(path).name}
     log_dir = work / "logs"
     log_dir.mkdir(exist_ok=True)
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
@@ -117,6 +131,21 @@ def main() -> None:
 
     # 2. choose the route on dev, seed 0
     trials = run([spec(ds, r, args.seeds[0]) for ds in args.datasets for r in args.routes])
+    diagnostic = []
+    if not args.no_diagnostic:  # text only with as many steps as a route that doubles the posts
+        diagnostic = run(
+            [
+                {
+                    **base,
+                    "dataset": ds,
+                    "condition": "a4",
+                    "seed": args.seeds[0],
+                    "epochs": 2 * args.epochs,
+                    "config": {"use_knowledge": False},
+                }
+                for ds in args.datasets
+            ]
+        )
     chosen = {}
     for ds in args.datasets:
         dev = {r["condition"]: r["dev"]["f1"] for r in trials if r["dataset"] == ds}
@@ -159,6 +188,13 @@ def main() -> None:
             "selection_test_f1_seed0": {
                 r["condition"]: round(r["test"]["f1"] * 100, 2) for r in trials if r["dataset"] == ds
             },
+            "text_only_twice_the_epochs_seed0": {
+                split: round(r[split]["f1"] * 100, 2)
+                for r in diagnostic
+                if r["dataset"] == ds
+                for split in ("dev", "test")
+            },
+            "text_only_reused_from": sorted({r["reused_from"] for r in text if "reused_from" in r}),
             "train_seconds": {
                 "text_only": [round(r["train_seconds"]) for r in text],
                 "teacher_free": [round(r["train_seconds"]) for r in mine],

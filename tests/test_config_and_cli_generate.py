@@ -1,6 +1,7 @@
 """Configs (YAML + overrides, nearest-key errors) and the generate / knowledge commands on real PGIM data."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,11 @@ def test_every_standard_dataset_has_a_config_for_each_student():
         ("student.kind=decoder", "student.kind"),
         ("student.crf=true", None),
         ("student.quantization=8bit", "quantization"),
-        ("student.kind=generative", None),
-        ("student.kind=generative student.alpha=1.5", "alpha"),
-        ("student.quantization=4bit", "generative student"),
+        ("student.kind=generative", r"student\.crf is a setting of the encoder student"),
+        ("GEN student.kind=generative", None),
+        ("GEN student.alpha=1.5", "alpha"),
+        ("student.quantization=4bit", r"student\.quantization is a setting of the generative student"),
+        ("GEN student.quantization=4bit", None),
         ("evaluation.split=dev2", "dev2"),
         ("name=../../elsewhere", "one plain name"),
         ("name=/tmp/x", "one plain name"),
@@ -76,8 +79,8 @@ def test_every_standard_dataset_has_a_config_for_each_student():
         ("teacher.rationale_samples=0", "teacher.rationale_samples"),
         ("student.teacher_tags=true student.knowledge_text=false", None),
         ("student.teacher_tags=true student.knowledge=none", "student.teacher_tags"),
-        ("student.kind=generative student.teacher_tags=true", "student.teacher_tags"),
-        ("student.kind=generative student.knowledge_text=false", "student.knowledge_text"),
+        ("GEN student.teacher_tags=true", r"student\.teacher_tags is a setting of the encoder student"),
+        ("GEN student.knowledge_text=false", r"student\.knowledge_text is a setting of the encoder student"),
         (
             "data.dataset=mnre teacher.templates=[mre.answer] knowledge.answer_template=mre.answer "
             "student.crf=false student.teacher_tags=true",
@@ -88,16 +91,23 @@ def test_every_standard_dataset_has_a_config_for_each_student():
 def test_validation_names_the_bad_key(override, message):
     from cotdistill.pipeline import validate
 
-    config = load_config(REPO / "configs" / "twitter2015.yaml", override.split(), validate=False)
+    generative = override.startswith("GEN ")  # the generative config (its student section)
+    override = override.removeprefix("GEN ")
+    path = REPO / "configs" / ("twitter2015-generative.yaml" if generative else "twitter2015.yaml")
+    try:
+        config = load_config(path, override.split(), validate=False)
+    except ConfigError as err:  # a student section of the wrong kind is refused while it is read
+        assert message is not None and re.search(message, str(err)), err
+        return
     if message is None:
         validate(config)  # valid
-        load_config(REPO / "configs" / "twitter2015.yaml", override.split())
+        load_config(path, override.split())
         return
     with pytest.raises(ConfigError, match=message):
         validate(config)
     # every command loads its config through the same checks
     with pytest.raises(ConfigError, match=message):
-        load_config(REPO / "configs" / "twitter2015.yaml", override.split())
+        load_config(path, override.split())
 
 
 def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, capsys):

@@ -1,0 +1,485 @@
+"""The command functions behind ``cotdistill``: each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cotdistill.errors import InputError
+from cotdistill.eval.scoring import label_counts
+from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
+from cotdistill.readers.common import DataFormatError
+from cotdistill.tasks import TaskSpec, get_task
+
+logger = logging.getLogger("cotdistill")
+
+
+class UsageError(InputError):
+    """A command line that cannot be carried out as given."""
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=list(DATASETS), metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument(
+        "--data-dir", required=True, type=Path, help="folder holding the dataset's files as distributed"
+    )
+    p.add_argument(
+        "--image-dir", type=Path, default=None, help="folder of the images (default: DATA_DIR/images)"
+    )
+    p.add_argument(
+        "--split",
+        action="append",
+        choices=[*SPLITS, "val", "dev"],
+        help="split(s) to read (default: all present)",
+    )
+
+
+def _load_splits(args) -> list[DatasetSplit]:
+    info = DATASETS[args.name]
+    if not args.data_dir.is_dir():
+        raise UsageError(
+            f"--data-dir {args.data_dir} is not a directory; pass the folder holding the {args.name} files"
+        )
+    wanted = [canonical_split(s) for s in args.split] if args.split else list(SPLITS)
+    out = []
+    for split in dict.fromkeys(wanted):
+        present = any((args.data_dir / c).is_file() for c in info.files[split])
+        if args.split is None and not present:
+            continue  # "all present": a dataset may ship without one split
+        out.append(load_split(args.name, args.data_dir, split, image_dir=args.image_dir))
+    if not out:
+        names = sorted({c for files in info.files.values() for c in files})
+        raise UsageError(
+            f"no {args.name} split files in {args.data_dir}; expected some of: {', '.join(names)}"
+        )
+    return out
+
+
+def split_stats(ds: DatasetSplit) -> dict:
+    """Counts of one split: posts, tokens, labels (entities per type, records per relation, values per
+    attribute) and images found/missing."""
+    labels = label_counts(ds.task, [ex.gold for ex in ds.examples])
+    tokens = sum(len(ex.tokens) if ex.tokens is not None else len(ex.text) for ex in ds.examples)
+    return {
+        "split": ds.split,
+        "examples": len(ds.examples),
+        get_task(ds.task).unit: tokens,
+        "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "label_total": sum(labels.values()),
+        "images_found": ds.report.images_found,
+        "images_missing": ds.report.images_missing,
+        "notes": ds.report.notes,
+    }
+
+
+def cmd_data_stats(args) -> int:
+    splits = _load_splits(args)
+    stats = [split_stats(s) for s in splits]
+    if args.json:
+        print(
+            json.dumps(
+                {"dataset": args.name, "task": splits[0].task, "splits": stats}, ensure_ascii=False, indent=2
+            )
+        )
+        return 0
+    unit = {"mner": "entities", "mre": "records", "mae": "values"}[splits[0].task]
+    print(f"{args.name} ({splits[0].task}) in {args.data_dir}")
+    for s in stats:
+        size = s.get("tokens", s.get("characters"))
+        size_name = "tokens" if "tokens" in s else "characters"
+        print(
+            f"  {s['split']:<6} {s['examples']:>7,} examples  {size:>9,} {size_name}  {s['label_total']:>7,} {unit}"
+            f"  images {s['images_found']:,} found / {s['images_missing']:,} missing"
+        )
+        per = ", ".join(f"{k} {v:,}" for k, v in s["labels"].items())
+        print(f"         {unit} by label ({len(s['labels'])}): {per}")
+    return 0
+
+
+def cmd_data_export(args) -> int:
+    import datasets
+
+    splits = _load_splits(args)
+    out: Path = args.out
+    arrow_dir = out / "arrow"
+    targets = [arrow_dir] + [out / f"{s.split}.jsonl" for s in splits]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise UsageError(
+            f"{', '.join(existing)} already exist; cotdistill never overwrites results: choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    dd = datasets.DatasetDict({s.split: to_hf_dataset(s.examples) for s in splits})
+    dd.save_to_disk(str(arrow_dir))
+    for s in splits:
+        with open(out / f"{s.split}.jsonl", "w", encoding="utf-8") as f:
+            for ex in s.examples:
+                f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+    print(
+        f"wrote {sum(len(s) for s in splits):,} examples of {args.name} to {arrow_dir} and {out}/<split>.jsonl"
+    )
+    return 0
+
+
+def _add_gold_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", choices=list(DATASETS), metavar="NAME", help=f"gold dataset: {', '.join(DATASETS)}"
+    )
+    p.add_argument("--data-dir", type=Path, help="folder holding the dataset's files as distributed")
+    p.add_argument(
+        "--image-dir", type=Path, default=None, help="folder of the images (default: DATA_DIR/images)"
+    )
+    p.add_argument("--split", default="test", help="gold split (default: test)")
+    p.add_argument(
+        "--gold",
+        type=Path,
+        default=None,
+        help="instead of --dataset/--data-dir: an Example JSONL file (cotdistill data export)",
+    )
+
+
+def _load_gold(args) -> tuple[str, list, str]:
+    """(task, gold examples, description) from --gold or --dataset/--data-dir/--split."""
+    from cotdistill.records import Example
+
+    if args.gold is not None:
+        if not args.gold.is_file():
+            raise UsageError(f"--gold {args.gold} does not exist")
+        examples = []
+        with open(args.gold, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    try:
+                        examples.append(Example.from_dict(json.loads(line)))
+                    except (ValueError, TypeError) as err:
+                        raise DataFormatError(args.gold, lineno, f"not an Example record ({err})") from None
+        if not examples:
+            raise UsageError(f"--gold {args.gold} holds no examples")
+        return examples[0].task, examples, str(args.gold)
+    if not args.dataset or not args.data_dir:
+        raise UsageError(
+            "name the gold data: --dataset NAME --data-dir DIR [--split test], or --gold FILE.jsonl"
+        )
+    ds = load_split(args.dataset, args.data_dir, args.split, image_dir=args.image_dir)
+    return ds.task, ds.examples, f"{args.dataset} {ds.split}"
+
+
+def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
+    existing = [str(out / n) for n in names if (out / n).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(existing)} already exist; choose another --out or pass --overwrite")
+
+
+def cmd_evaluate(args) -> int:
+    from cotdistill.eval.predictions import align, read_predictions, system_metrics
+
+    task, gold, desc = _load_gold(args)
+    preds = read_predictions(args.predictions, task, gold)
+    system = align(gold, preds)
+    if system.unknown_ids:
+        logger.warning(
+            "%d predictions are for ids not in the gold data (e.g. %s); they are ignored",
+            len(system.unknown_ids),
+            system.unknown_ids[0],
+        )
+    metrics = system_metrics(task, gold, system)
+    metrics.update(
+        gold=desc, predictions=str(args.predictions), command="cotdistill " + " ".join(sys.argv[1:])
+    )
+    scores = metrics
+    print(
+        f"{system.source} on {desc} ({len(gold):,} examples, coverage {100 * system.coverage:.1f}%, parse failures {system.parse_failures})"
+    )
+    print(f"  {'':<22}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
+    print(
+        f"  {'overall':<22}{100 * scores['precision']:>8.2f}{100 * scores['recall']:>8.2f}{100 * scores['f1']:>8.2f}{scores['tp'] + scores['fn']:>9,}"
+    )
+    for label, v in scores.get("per_type", {}).items():
+        print(
+            f"  {str(label)[:22]:<22}{100 * v['precision']:>8.2f}{100 * v['recall']:>8.2f}{100 * v['f1']:>8.2f}{v['support']:>9,}"
+        )
+    if args.out is not None:
+        _refuse_overwrite(args.out, ["metrics.json"], args.overwrite)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        print(f"wrote {args.out / 'metrics.json'}")
+    return 0
+
+
+def _named(values: list[str] | None, kind, flag: str) -> dict:
+    out = {}
+    for v in values or []:
+        name, sep, num = v.partition("=")
+        if not sep:
+            raise UsageError(f"{flag} {v!r}: expected NAME=VALUE")
+        try:
+            out[name] = kind(num)
+        except ValueError:
+            raise UsageError(f"{flag} {v!r}: {num!r} is not a {kind.__name__}") from None
+    return out
+
+
+def cmd_compare(args) -> int:
+    from cotdistill.eval.compare import compare_systems
+    from cotdistill.eval.predictions import align, read_predictions
+    from cotdistill.eval.report import write_report
+
+    task, gold, desc = _load_gold(args)
+    systems = []
+    for spec in args.predictions:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or Path(spec).exists():
+            name, path = None, spec
+        preds = read_predictions(path, task, gold, source=name)
+        systems.append(align(gold, preds, source=name or (preds[0].source if preds else Path(path).stem)))
+    if len(systems) < 2:
+        raise UsageError("compare needs at least two prediction files (e.g. teacher=FILE student=FILE)")
+    _refuse_overwrite(args.out, ["metrics.json", "report.md", "report.html"], args.overwrite)
+    result = compare_systems(
+        task,
+        gold,
+        systems,
+        TaskSpec.from_examples(task, gold).scored_labels,
+        resamples=args.resamples,
+        seed=args.seed,
+        params=_named(args.params, int, "--params"),
+        fractions=_named(args.fraction, float, "--fraction"),
+    )
+    provenance = {
+        "command": "cotdistill " + " ".join(sys.argv[1:]),
+        "gold": desc,
+        "predictions": {s.source: spec for s, spec in zip(systems, args.predictions, strict=True)},
+    }
+    files = write_report(result, args.out, provenance)
+    for name, s in result["systems"].items():
+        print(
+            f"  {name:<24} F1 {100 * s['f1']:6.2f}  95% CI [{100 * s['f1_ci'][0]:.2f}, {100 * s['f1_ci'][1]:.2f}]"
+        )
+    for p in result["pairs"]:
+        print(f"  {p['a']} − {p['b']}: {100 * p['f1_difference']:+.2f} F1, p = {p['p_value']:.4f}")
+    print(f"report: {files['html']}")
+    return 0
+
+
+def cmd_prompts_list(args) -> int:
+    from cotdistill.prompts import PromptLibrary
+
+    lib = PromptLibrary(args.template_dir or ())
+    for name in lib.names(task=args.task):
+        t = lib.templates[name]
+        print(f"{name:<28} v{t.version:<3} {t.kind:<8} {t.description}")
+    return 0
+
+
+def cmd_prompts_show(args) -> int:
+    from cotdistill.prompts import BM25, PromptLibrary, select_demos
+    from cotdistill.tasks import TaskSpec
+
+    lib = PromptLibrary(args.template_dir or ())
+    ds = load_split(args.dataset, args.data_dir, args.split, image_dir=args.image_dir)
+    if not 0 <= args.index < len(ds.examples):
+        raise UsageError(f"--index {args.index} is outside the {len(ds.examples)} {ds.split} examples")
+    example = ds.examples[args.index]
+    demos = []
+    if args.shots:
+        pool = load_split(args.dataset, args.data_dir, "train", image_dir=args.image_dir).examples
+        demos = select_demos(
+            example,
+            pool,
+            args.shots,
+            method=args.demo_selection,
+            index=BM25([p.text for p in pool]) if args.demo_selection == "bm25" else None,
+        )
+    spec = TaskSpec.from_examples(ds.task, ds.examples)
+    messages = lib.render(args.name, example, spec, sees_images=not args.text_only, demos=demos)
+    info = lib.get(args.name)
+    print(
+        f"# {info.name} v{info.version} ({info.kind}) on {args.dataset} {ds.split}[{args.index}] id={example.id}"
+    )
+    for m in messages:
+        print(f"\n--- {m['role']} ---")
+        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+        for part in parts:
+            print(f"[image: {part['image']}]" if part["type"] == "image" else part["text"])
+    return 0
+
+
+def _run_setup(args):
+    from cotdistill import pipeline
+    from cotdistill.config import load_config, write_resolved
+
+    config = load_config(args.config, args.overrides)
+    write_resolved(config)
+    library = pipeline.prompt_library(config)
+    splits = pipeline.load_splits(config, args.split)
+    return config, library, splits, pipeline.task_spec(splits)
+
+
+def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
+    from cotdistill.distill.backends import Sampling
+    from cotdistill.distill.runner import ShardStore, plan
+    from cotdistill.pipeline import samples_per_template
+
+    t = config.teacher
+    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
+    templates = [library.get(n) for n in t.templates]
+    total = pending = chars = 0
+    for split, ds in splits.items():
+        done = ShardStore(config.path / "teacher" / split).finished()
+        for key, ex, tpl, _ in plan(
+            ds.examples, templates, t.model, sampling, samples_per_template(config, library)
+        ):
+            total += 1
+            if key in done and (done[key] or not retry_failed):
+                continue
+            pending += 1
+            messages = library.render(tpl.name, ex, spec, sees_images=t.sees_images)
+            chars += sum(
+                len(p["text"])
+                for m in messages
+                for p in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+                if "text" in p
+            )
+    tokens = chars / 4  # about four characters a token for English BPE vocabularies; images not counted
+    print(f"{total:,} requests, {total - pending:,} already done, {pending:,} to make")
+    print(
+        f"prompt text: {chars:,} characters, about {tokens:,.0f} tokens (estimated at 4 characters a token; image tokens not included)"
+    )
+    print(f"completion: at most {pending * t.max_tokens:,} tokens (max_tokens {t.max_tokens})")
+    if t.price_per_million_prompt_tokens is not None:
+        cost = tokens / 1e6 * t.price_per_million_prompt_tokens + pending * t.max_tokens / 1e6 * (
+            t.price_per_million_completion_tokens or 0.0
+        )
+        print(f"estimated cost: at most {cost:,.2f} (prompt + maximal completions at the configured prices)")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from cotdistill import pipeline
+
+    config, library, splits, spec = _run_setup(args)
+    if args.dry_run:
+        return _dry_run(config, library, splits, spec, args.retry_failed)
+    summary = pipeline.generate(config, splits, limit=args.limit, retry_failed=args.retry_failed)
+    for split, stats in summary.items():
+        out = config.path / "teacher" / split
+        print(
+            f"{split}: {stats['requests']:,} requests, {stats['already_done']:,} already done, {stats['generated']:,} made, {stats['failures']:,} failed -> {out}"
+        )
+        if stats["failures"]:
+            print(
+                f"  failures by reason: {stats['failures_by_reason']}; rerun with --retry-failed to redo only those"
+            )
+    return 0
+
+
+def cmd_knowledge(args) -> int:
+    from cotdistill import pipeline
+
+    config, _, splits, _ = _run_setup(args)
+    for split, counts in pipeline.knowledge(config, splits).items():
+        print(
+            f"{split}: {counts.get('kept', 0):,} of {counts['examples']:,} examples kept -> {counts['jsonl']}"
+        )
+        for reason, n in sorted(counts.items()):
+            if reason not in ("kept", "examples", "jsonl"):
+                print(f"  {reason}: {n:,}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from cotdistill import pipeline
+    from cotdistill.config import load_config, write_resolved
+
+    config = load_config(args.config, args.overrides)
+    write_resolved(config)
+    summary = pipeline.train(config, resume=args.resume or None)
+    best = summary["best_dev_f1"]
+    print(
+        f"{summary['kind']} student saved to {summary['best']}"
+        + (f" (best dev F1 {100 * best:.2f})" if best is not None else "")
+        + f"; {summary['trainable_parameters']:,} of {summary['parameters']:,} parameters trained"
+    )
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cotdistill import pipeline
+    from cotdistill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    out = pipeline.predict_student(config, args.split, overwrite=args.overwrite)
+    print(f"{out['predictions']:,} student predictions ({out['view']}) -> {out['path']}")
+    if args.teacher:
+        t = pipeline.predict_teacher(config, args.split, overwrite=args.overwrite)
+        print(f"{t['predictions']:,} teacher predictions -> {t['path']}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.student.generative import merge_student
+
+    config = load_config(args.config, args.overrides)
+    out = args.out or (config.path / "student" / "merged")
+    merge_student(config.path / "student" / "best", out)
+    print(f"merged model -> {out}")
+    return 0
+
+
+def cmd_convert_gguf(args) -> int:
+    from cotdistill.models import convert_gguf
+
+    out = convert_gguf(args.gguf, args.out, dtype=args.dtype)
+    print(f"converted {args.gguf} -> {out.resolve()} ({args.dtype}); name this folder as the model")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cotdistill import pipeline
+    from cotdistill.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    try:
+        stages = pipeline.run(config, redo=args.redo or (), stop_after=args.stop_after)
+    except pipeline.StageError as err:
+        logger.debug("stage failure", exc_info=err.__cause__)
+        print(f"cotdistill: error: {err}", file=sys.stderr)
+        if args.verbose and err.__cause__ is not None:
+            import traceback
+
+            traceback.print_exception(err.__cause__)
+        return 1
+    print_result(config, stages)
+    return 0
+
+
+def print_result(config, stages: dict) -> None:
+    """The end of a run on screen: scores, knowledge counts, the report, and a loud note when finished
+    stages are older than the config."""
+    from cotdistill import pipeline
+
+    print()
+    for line in pipeline.result_lines(config, stages):
+        print(line)
+    if "compare" in stages:
+        print(f"report: {stages['compare']['summary']['report']}")
+    stale = pipeline.stale_stages(config, stages)
+    if stale:
+        print(
+            f"\nNOTE: {', '.join(stale)} finished with an earlier config, so these results are from that "
+            f"config, not this one. To redo them: add --redo {stale[0]} (earlier outputs are moved to "
+            f"{config.path / 'previous'}/, never deleted).",
+            file=sys.stderr,
+        )
+
+
+def cmd_demo(args) -> int:
+    from cotdistill.demo import run_demo
+
+    return run_demo(args.out, config=args.config, overrides=args.overrides, redo=args.redo)
