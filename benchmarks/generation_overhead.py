@@ -89,7 +89,18 @@ def main() -> None:
         with ShardStore(folder).open_writer() as f:
             batch = []
             for key, ex, t, s in plan(finished, templates, "echo", Sampling(), 1):
-                batch.append(Generation(key, ex.id, t.name, s, "x" * 200, Usage(50, 50, 0.0), None, "echo"))
+                batch.append(
+                    Generation(
+                        key=key,
+                        example_id=ex.id,
+                        template=t.name,
+                        sample=s,
+                        text="x" * 200,
+                        usage=Usage(50, 50, 0.0),
+                        error=None,
+                        model="echo",
+                    )
+                )
                 if len(batch) == 10_000:
                     write_batch(f, batch)
                     made += len(batch)

@@ -9,11 +9,10 @@ Spans are half-open: ``[start, end)``. Entity spans count tokens; attribute-valu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Union
 
 from cotdistill.errors import InputError
 
-TaskName = Literal["mner", "mre", "mae"]
 TASKS: tuple[str, ...] = ("mner", "mre", "mae")
 
 

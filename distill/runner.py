@@ -12,6 +12,7 @@ next run makes exactly those.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -314,7 +315,15 @@ def render_requests(
         except TemplateError as err:
             logger.warning("example %s, template %s: %s", ex.id, t.name, err)
             failed.append(
-                Generation(key, ex.id, t.name, s, None, error=f"prompt not rendered: {err}", model=model)
+                Generation(
+                    key=key,
+                    example_id=ex.id,
+                    template=t.name,
+                    sample=s,
+                    text=None,
+                    error=f"prompt not rendered: {err}",
+                    model=model,
+                )
             )
     return requests, failed
 
@@ -323,11 +332,11 @@ def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str)
     """Every request of a batch the backend raised on, stored as failed with the error."""
     return [
         Generation(
-            r.key,
-            r.example_id,
-            r.template,
-            r.sample,
-            None,
+            key=r.key,
+            example_id=r.example_id,
+            template=r.template,
+            sample=r.sample,
+            text=None,
             error=f"backend error: {err.__class__.__name__}: {err}",
             model=model,
         )
@@ -338,15 +347,8 @@ def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str)
 def checked(g: Generation) -> Generation:
     """A generation whose text is not a string is stored as failed, never passed on to the parsers."""
     if g.error is None and not isinstance(g.text, str):
-        return Generation(
-            g.key,
-            g.example_id,
-            g.template,
-            g.sample,
-            None,
-            g.usage,
-            f"backend error: returned {type(g.text).__name__} instead of text",
-            g.model,
+        return dataclasses.replace(
+            g, text=None, error=f"backend error: returned {type(g.text).__name__} instead of text"
         )
     return g
 

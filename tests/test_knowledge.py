@@ -23,7 +23,14 @@ def ex(i):
 
 
 def gen(i, template, sample, text, error=None):
-    return Generation(f"{i}-{template}-{sample}", str(i), template, sample, text, error=error)
+    return Generation(
+        key=f"{i}-{template}-{sample}",
+        example_id=str(i),
+        template=template,
+        sample=sample,
+        text=text,
+        error=error,
+    )
 
 
 def test_vote_filter_dedupe_and_join():

@@ -155,7 +155,14 @@ def test_a_backend_returning_non_text_is_a_stored_failure(tmp_path):
     class Odd(EchoBackend):
         def generate(self, requests):
             return [
-                Generation(r.key, r.example_id, r.template, r.sample, {"not": "text"}, model=self.model)  # type: ignore[arg-type]
+                Generation(
+                    key=r.key,
+                    example_id=r.example_id,
+                    template=r.template,
+                    sample=r.sample,
+                    text={"not": "text"},
+                    model=self.model,
+                )  # type: ignore[arg-type]
                 for r in requests
             ]
 

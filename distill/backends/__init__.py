@@ -20,8 +20,9 @@ from .base import (
     image_data_url,
     openai_messages,
 )
+from .echo import EchoBackend
 from .openai_api import OpenAIBackend
-from .replay import EchoBackend, ReplayBackend
+from .replay import ReplayBackend
 from .transformers_local import TransformersBackend
 from .vllm_engine import VLLMBackend
 

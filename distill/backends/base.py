@@ -44,9 +44,9 @@ class TeacherRequest:
     json_schema: dict | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Generation:
-    """What came back for one request: text and usage, or an error (never both empty)."""
+    """What came back for one request: text and usage, or an error (never both empty). Built by keyword."""
 
     key: str
     example_id: str

@@ -1,19 +1,17 @@
-"""Backends that call no model: replayed teacher outputs (PGIM's knowledge files, a JSONL file) and a fixed
-echo for overhead measurements and tests."""
+"""A backend that calls no model: replayed teacher outputs (PGIM's knowledge files, a JSONL file)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cotdistill.errors import InputError
 from cotdistill.records import Usage
 
-from .base import Backend, Generation, TeacherRequest, TeacherUnavailable
+from .base import Backend, Generation, TeacherRequest
 
 logger = logging.getLogger(__name__)
 
@@ -24,16 +22,6 @@ class ReplayOptions:
     pgim_dir: str | None = None  # a Twitter dataset folder with PGIM's pgim/*.txt
     dataset: str = "twitter2015"  # the dataset pgim_dir holds
     path: str | None = None  # JSONL with id and text fields
-
-
-@dataclass
-class EchoOptions:
-    text: str | dict = "{}"  # a mapping is sent as its JSON
-    delay: float = 0.0  # seconds per batch
-    fail_ids: list[str] = field(default_factory=list)  # example ids whose requests fail
-    # example ids at which the teacher "goes down": the batch's requests before it come back, then
-    # TeacherUnavailable is raised (drives the outage tests)
-    unavailable_ids: list[str] = field(default_factory=list)
 
 
 class ReplayBackend(Backend):
@@ -96,31 +84,3 @@ class ReplayBackend(Backend):
             else self.failed(r, f"no replayed text for example {r.example_id}")
             for r in requests
         ]
-
-
-class EchoBackend(Backend):
-    """Returns at once with a fixed text (option ``text``): measures pipeline overhead, drives tests."""
-
-    name = "echo"
-    Options = EchoOptions
-
-    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
-        o: EchoOptions = self.opts
-        text = o.text
-        if not isinstance(text, str):  # e.g. a YAML mapping given where a JSON string was meant
-            text = json.dumps(text, ensure_ascii=False)
-        delay = o.delay
-        if delay:
-            time.sleep(delay)
-        fail, down = set(o.fail_ids), set(o.unavailable_ids)
-        gens = []
-        for r in requests:
-            if r.example_id in down:
-                raise TeacherUnavailable(f"injected outage at example {r.example_id}", gens)
-            usage = Usage(len(str(r.messages)) // 4, len(text) // 4, 0.0)
-            gens.append(
-                self.failed(r, "injected failure", usage)
-                if r.example_id in fail
-                else self.made(r, text, usage)
-            )
-        return gens
