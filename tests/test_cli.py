@@ -115,3 +115,28 @@ def _actions(parser, path):
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parser = sub.choices[name]
     return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+def test_unexpected_errors_are_one_line_and_v_shows_their_traceback(monkeypatch, capsys):
+    import cotdistill.cli as cli
+    from cotdistill.errors import InputError, RunError
+
+    def boom(args):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(cli, "cmd_prompts_list", boom)
+    assert cli.main(["prompts", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "KeyError: 'surprise'" in err and "-v" in err
+    assert cli.main(["prompts", "list", "-v"]) == 1  # -v after the subcommand works too
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "in boom" in err
+    for error, code in ((InputError("bad input"), 2), (RunError("teacher gone"), 1)):
+
+        def deliberate(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "cmd_prompts_list", deliberate)
+        assert cli.main(["prompts", "list", "-v"]) == code
+        err = capsys.readouterr().err
+        assert err == f"cotdistill: error: {error}\n"  # ours: one line, no traceback

@@ -104,7 +104,35 @@ def test_bootstrap_is_seeded_and_paired():
     assert one == bootstrap({"A": ta, "B": tb}, resamples=300, seed=7)
     # observed F1: A = 2*2/(2*2+2+2) = 0.5, B = 2*3/(2*3+1+1) = 0.75
     assert one["pairs"][0]["f1_difference"] == pytest.approx(-0.25)
-    assert 0 < one["pairs"][0]["p_value"] <= 1
+    # the p-value is the formula over the very resamples the bootstrap draws, recomputed here one by one
+    rng = np.random.default_rng(7)
+    n = len(GOLD)
+    draws = np.concatenate([rng.integers(0, n, size=(min(100, 300 - s), n)) for s in range(0, 300, 100)])
+
+    def f1(table, idx):
+        tp, fp, fn = table.counts[idx, :3].sum(0)
+        return 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0
+
+    d = np.array([f1(ta, idx) - f1(tb, idx) for idx in draws])
+    want = (np.sum(np.abs(d + 0.25) >= 0.25 - 1e-12) + 1) / 301
+    assert one["pairs"][0]["p_value"] == pytest.approx(want)
+
+
+def test_bootstrap_p_value_is_small_for_a_real_difference_and_large_for_none():
+    gold = [ex(i, [(0, 1, "PER")]) for i in range(200)]
+    right = [Prediction(str(i), "s", ans([(0, 1, "PER")]), raw="") for i in range(200)]
+    # B is right on every third post only; C is right on the same posts as A but one
+    half = [Prediction(str(i), "s", ans([(0, 1, "PER")] if i % 3 == 0 else []), raw="") for i in range(200)]
+    near = [Prediction(str(i), "s", ans([] if i == 5 else [(0, 1, "PER")]), raw="") for i in range(200)]
+    tables = {
+        name: count_table("mner", gold, align(gold, preds), ["PER"])
+        for name, preds in (("A", right), ("B", half), ("C", near))
+    }
+    pairs = {(p["a"], p["b"]): p for p in bootstrap(tables, resamples=999, seed=0)["pairs"]}
+    assert pairs[("A", "B")]["p_value"] == pytest.approx(1 / 1000)  # never as extreme: the floor
+    lo, hi = pairs[("A", "B")]["difference_ci"]
+    assert 0 < lo <= pairs[("A", "B")]["f1_difference"] <= hi
+    assert pairs[("A", "C")]["p_value"] > 0.3  # one post apart: no evidence of a difference
 
 
 def test_bootstrap_counts_per_label():

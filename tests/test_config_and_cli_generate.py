@@ -37,10 +37,19 @@ def test_resolved_config_written_and_previous_kept(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_validates(path):
+def test_every_shipped_config_validates(path, tmp_path):
+    from cotdistill.config import to_dict
     from cotdistill.pipeline import validate
+    from cotdistill.readers import DATASETS
 
-    validate(load_config(path))
+    config = load_config(path, [f"run_dir={tmp_path}"])
+    validate(config)
+    task = DATASETS[config.data.dataset].task
+    assert all(name.startswith(f"{task}.") for name in config.teacher.templates)
+    assert config.knowledge.answer_template.startswith(f"{task}.")
+    assert None not in to_dict(config)["student"].values()  # the student section says what runs
+    # the resolved config, as written into the run directory, reads back as the same config
+    assert load_config(write_resolved(config)) == config
 
 
 def test_every_standard_dataset_has_a_config_for_each_student():
