@@ -64,7 +64,34 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
     )
 
 
-class EncoderTrainer(Trainer):
+class DevF1Trainer(Trainer):
+    """The Trainer both students use: ``evaluate()`` predicts the dev examples with the student's own
+    ``dev_predictions()`` and logs the task metric (so the best checkpoint is the best dev F1)."""
+
+    task: str
+    dev_examples: list
+
+    def dev_predictions(self, model) -> list:
+        """Prediction records for ``self.dev_examples``, in order."""
+        raise NotImplementedError
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        model = self.accelerator.unwrap_model(self.model)
+        preds = self.dev_predictions(model)
+        by_id = {p.id: p.answer for p in preds}
+        scores = score_answers(
+            self.task, [ex.gold for ex in self.dev_examples], [by_id.get(ex.id) for ex in self.dev_examples]
+        )
+        metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("precision", "recall", "f1")}
+        metrics[f"{metric_key_prefix}_parse_failures"] = sum(p.answer is None for p in preds)
+        metrics["epoch"] = self.state.epoch
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        model.train()
+        return metrics
+
+
+class EncoderTrainer(DevF1Trainer):
     """Trainer whose loss is the student's own and whose evaluation is the task metric on dev examples."""
 
     def __init__(
@@ -83,6 +110,7 @@ class EncoderTrainer(Trainer):
         self.dev_knowledge = dev_knowledge
         self.dev_teacher_answers = dev_teacher_answers
         self.featurizer = featurizer
+        self.task = featurizer.config.task if featurizer is not None else "mner"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.frozen_teacher is not None and "kd_input_ids" in inputs:
@@ -91,9 +119,8 @@ class EncoderTrainer(Trainer):
         out = model(**inputs)
         return (out["loss"], out) if return_outputs else out["loss"]
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
-        model = self.accelerator.unwrap_model(self.model)
-        preds = decode_predictions(
+    def dev_predictions(self, model) -> list:
+        return decode_predictions(
             model,
             self.featurizer,
             self.dev_examples,
@@ -101,15 +128,6 @@ class EncoderTrainer(Trainer):
             batch_size=self.args.per_device_eval_batch_size,
             teacher_answers=self.dev_teacher_answers,
         )
-        scores = score_answers(
-            self.featurizer.config.task, [ex.gold for ex in self.dev_examples], [p.answer for p in preds]
-        )
-        metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("precision", "recall", "f1")}
-        metrics["epoch"] = self.state.epoch
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        model.train()
-        return metrics
 
 
 def train_encoder(

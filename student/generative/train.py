@@ -9,9 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
-from transformers import Trainer
 
-from cotdistill.metrics import score_answers
 from cotdistill.records import Example
 from cotdistill.student.generative.config import (
     GenerativeConfig,
@@ -34,13 +32,13 @@ from cotdistill.student.generative.model import (
     tokenizer_of,
 )
 from cotdistill.student.generative.predict import predict_generative
-from cotdistill.student.train import training_arguments
+from cotdistill.student.train import DevF1Trainer, training_arguments
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
 
-class GenerativeTrainer(Trainer):
+class GenerativeTrainer(DevF1Trainer):
     """Trainer whose loss is distilling step by step and whose evaluation generates dev answers and
     scores them with the task metric."""
 
@@ -54,14 +52,14 @@ class GenerativeTrainer(Trainer):
         self.gen_config = gen_config
         self.processor = processor
         self.dev_examples = list(dev_examples)[: eval_examples or None]
+        self.task = gen_config.task if gen_config is not None else "mner"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, parts = distill_loss(model, inputs, self.gen_config.alpha)
         return (loss, parts) if return_outputs else loss
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
-        model = self.accelerator.unwrap_model(self.model)
-        preds = predict_generative(
+    def dev_predictions(self, model) -> list:
+        return predict_generative(
             model,
             self.processor,
             self.gen_config,
@@ -69,19 +67,6 @@ class GenerativeTrainer(Trainer):
             batch_size=self.args.per_device_eval_batch_size,
             progress=False,
         )
-        by_id = {p.id: p.answer for p in preds}
-        scores = score_answers(
-            self.gen_config.task,
-            [ex.gold for ex in self.dev_examples],
-            [by_id.get(ex.id) for ex in self.dev_examples],
-        )
-        metrics = {f"{metric_key_prefix}_{k}": scores[k] for k in ("precision", "recall", "f1")}
-        metrics[f"{metric_key_prefix}_parse_failures"] = sum(p.answer is None for p in preds)
-        metrics["epoch"] = self.state.epoch
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        model.train()
-        return metrics
 
 
 def _labels_from(task: str, examples: Sequence[Example]) -> list[str]:
