@@ -82,10 +82,14 @@ def main() -> None:
         "crf": False,
     }
     done: dict[tuple, dict] = {}
-    if runs_log.is_file():
-        for line in runs_log.read_text().splitlines():
-            r = json.loads(line)
-            done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
+
+    def reload() -> None:  # runs finished by another sweep over the same log count as done
+        if runs_log.is_file():
+            for line in runs_log.read_text().splitlines():
+                r = json.loads(line)
+                done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
+
+    reload()
     same = ("epochs", "lr", "batch_size", "max_length", "crf")
     for path in args.reuse:
         for r in json.loads(Path(path).read_text())["runs"]:
@@ -99,6 +103,7 @@ def main() -> None:
     t0 = time.perf_counter()
 
     def run(specs: list[dict]) -> list[dict]:
+        reload()
         todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
         if todo:
             print(

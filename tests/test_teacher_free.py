@@ -153,3 +153,25 @@ def test_teacher_free_settings_that_cannot_work_are_refused():
         EncoderConfig(model="x", task="mre", use_knowledge=False, augment_copies=1)
     with pytest.raises(StudentConfigError, match="0 or more"):
         EncoderConfig(model="x", use_knowledge=False, augment_copies=-1)
+
+
+def test_the_run_config_names_a_teacher_free_student():
+    from cotdistill.config import ConfigError, load_config
+    from cotdistill.pipeline import encoder_config
+
+    config = load_config(
+        None,
+        [
+            "student.knowledge_text=false",
+            "student.distill_from=runs/tags/student/best",
+            "student.augment_copies=1",
+            "student.kd_temperature=3",
+        ],
+    )
+    cfg = encoder_config(config, ["LOC", "PER"], "mner")
+    assert (cfg.distill_from, cfg.augment_copies, cfg.kd_temperature) == ("runs/tags/student/best", 1, 3.0)
+    assert not cfg.use_knowledge and cfg.eval_view == "plain"  # no teacher at test time
+    with pytest.raises(ConfigError, match="reads the post alone"):  # the knowledge text would be read
+        load_config(None, ["student.distill_from=runs/tags/student/best"])
+    with pytest.raises(ConfigError, match=r"student\.augment_copies is a setting of the encoder student"):
+        load_config(None, ["student.kind=generative", "student.augment_copies=1"])

@@ -69,7 +69,9 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
 
         student = encoder_config(config, labels, train_split.task)
         texts = student_knowledge(config, ["train", "valid"])  # the context it reads
-        if student.teacher_tags:
+        if student.teacher_tags or student.aux_teacher_tags or student.distill_from or student.augment_copies:
+            # read as tags, as an auxiliary target, by the frozen student distilled from, or moved onto
+            # entity-swapped copies
             extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
     else:
         from cotdistill.student.generative import train_generative as train_student
