@@ -46,6 +46,53 @@ ROUTES = {
 }
 
 
+def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
+    """Seconds per test post of the student alone (the post only: text-only and teacher-free students,
+    the same network) and of the teacher-tags student (which also needs the teacher's answer: one teacher
+    call per post), measured here with the saved teacher-tags student, one process, batch 64."""
+    import torch
+
+    from cotdistill.parsing import parse_mner
+    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+    from cotdistill.student.encoder import EncoderTagger, decode_predictions, load_encoder_student
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    out = {}
+    for ds in datasets:
+        root = Path(base["data_dir"]) / ds
+        test = load_split(ds, root, "test").examples
+        model, feat = load_encoder_student(teacher_dir(ds))
+        labels = model.config.labels
+        al = align_knowledge(test, read_pgim_knowledge(root / "pgim" / "test.txt"))
+        by_id = {ex.id: ex for ex in test}
+        answers = {i: a for i, t in al.knowledge.items() if (a := parse_mner(t, by_id[i], labels).answer)}
+        plain = EncoderTagger(model.config.__class__(**{**vars(model.config), "teacher_tags": False}))
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("tag_")})
+        timing = {}
+        for name, m, view, ans in (
+            ("post_only", plain, "plain", None),
+            ("teacher_tags", model, "knowledge", answers),
+        ):
+            m.eval()
+            decode_predictions(m, feat, test[:64], {}, view=view, teacher_answers=ans)  # warm-up
+            start = time.perf_counter()
+            decode_predictions(m, feat, test, {}, view=view, teacher_answers=ans)
+            timing[name] = (time.perf_counter() - start) / len(test)
+        out[ds] = {
+            "test_posts": len(test),
+            "text_only_and_teacher_free": {
+                "teacher_calls": 0,
+                "student_seconds": round(timing["post_only"], 5),
+            },
+            "teacher_tags_student": {
+                "teacher_calls": 1,
+                "student_seconds": round(timing["teacher_tags"], 5),
+                "note": "plus the teacher's own call (PGIM's ChatGPT answer) for every post",
+            },
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -215,6 +262,7 @@ def main() -> None:
                 "test_f1": round(t_run["test"]["f1"] * 100, 2),
             }
         out["datasets"][ds] = entry
+    out["cost_per_test_post"] = test_cost(args.datasets, base, teacher_dir)
     out["wall_seconds"] = round(time.perf_counter() - t0)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["datasets"], indent=2))
