@@ -145,13 +145,12 @@ class TransformersBackend(Backend):
                 ids = ids[ids != self.tokenizer.pad_token_id]
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 results[i] = Generation(
-                    r.key,
-                    r.example_id,
-                    r.template,
-                    r.sample,
-                    text,
-                    Usage(int(n_prompt), int(ids.numel()), seconds),
-                    None,
-                    self.model,
+                    key=r.key,
+                    example_id=r.example_id,
+                    template=r.template,
+                    sample=r.sample,
+                    text=text,
+                    usage=Usage(int(n_prompt), int(ids.numel()), seconds),
+                    model=self.model,
                 )
         return results  # type: ignore[return-value]
