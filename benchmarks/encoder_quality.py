@@ -39,6 +39,13 @@ CONDITIONS = {
     "t": {"use_knowledge": False, "teacher_tags": True, "conditional_distillation": False},
     "bt": {"use_knowledge": True, "teacher_tags": True, "conditional_distillation": False},
     "ct": {"use_knowledge": False, "teacher_tags": True, "conditional_distillation": True},
+    # ct with the paper's conditional prompt: the prompt vectors shifted by a meta-network of the post
+    "ctp": {
+        "use_knowledge": False,
+        "teacher_tags": True,
+        "conditional_distillation": True,
+        "conditional_prompt": True,
+    },
 }
 
 
@@ -97,8 +104,18 @@ def run_one(spec: dict) -> dict:
             logging_steps=100,
         )
         start = time.perf_counter()
+        check = None
+        if spec.get("keep_copies"):  # the entity-substituted copies a plausibility judge kept, by id
+            keep = set(json.loads(Path(spec["keep_copies"]).read_text()))
+            check = lambda copies: [c for c in copies if c.id in keep]  # noqa: E731
         model, feat, history = train_encoder(
-            cfg, training, splits["train"], splits["valid"], knowledge, teacher_answers=teacher_answers
+            cfg,
+            training,
+            splits["train"],
+            splits["valid"],
+            knowledge,
+            teacher_answers=teacher_answers,
+            augment_check=check,
         )
         train_seconds = time.perf_counter() - start
         if spec.get("save_best"):  # kept for a later run to distil from

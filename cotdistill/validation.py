@@ -95,6 +95,17 @@ def validate(config: RunConfig) -> None:
         value = getattr(st, key)
         if not 0 <= value < 1:
             raise ConfigError(f"student.{key}={value}: it must lie in [0, 1)")
+    if st.kind == "encoder" and st.augment_check:
+        if t.backend == "replay":
+            raise ConfigError(
+                "student.augment_check asks the teacher whether each entity-substituted post is plausible; "
+                "the replay backend only gives back saved generations: set teacher.backend to one that runs "
+                "a model (vllm, transformers, openai), or student.augment_check=false"
+            )
+        try:
+            library.get(f"{task}.plausibility")
+        except ValueError as err:
+            raise ConfigError(f"student.augment_check: {err}") from None
     if e.resamples < 0:
         raise ConfigError(f"evaluation.resamples={e.resamples}: it must be 0 or more")
 
@@ -116,6 +127,9 @@ def check_paths(config: RunConfig, stages: Sequence[str]) -> None:
         models.append(("teacher.model", config.teacher.model))
     if "train" in stages:
         models.append(("student.model", config.student.model))
+        judge = config.student.kind == "encoder" and config.student.augment_check
+        if judge and "generate" not in stages and config.teacher.backend in ("vllm", "transformers"):
+            models.append(("teacher.model", config.teacher.model))
     for key, name in models:
         if not check_model_path(name, key):
             continue

@@ -58,10 +58,12 @@ class EncoderConfig:
     crf: bool = False
     conditional_distillation: bool = False
     prompt_length: int = 4
+    conditional_prompt: bool = False  # prompt vectors shifted by a meta-network of the post (CoCoOp-style)
     kd_temperature: float = 2.0
     kd_weight: float = 1.0
     distill_from: str = ""  # a saved student that reads the teacher: its label distribution is a soft target
     augment_copies: int = 0  # entity-substituted copies of each training post (MNER)
+    augment_check: bool = False  # the train stage keeps only the copies the teacher judges plausible
     aux_teacher_tags: bool = False  # the teacher's tags as a second target of a second head (train only)
     aux_weight: float = 0.5
     dropout: float = 0.1
@@ -82,6 +84,10 @@ class EncoderConfig:
             raise StudentConfigError(
                 "conditional_distillation matches a view with knowledge: set use_knowledge=True or teacher_tags=True"
             )
+        if self.conditional_prompt and not self.conditional_distillation:
+            raise StudentConfigError(
+                "conditional_prompt shapes the prompt of conditional distillation: set conditional_distillation=True"
+            )
         if self.teacher_tags and not self.tagger:
             raise StudentConfigError(
                 "teacher_tags marks the teacher's entities or values on the post's words; the mre pair "
@@ -99,6 +105,10 @@ class EncoderConfig:
             raise StudentConfigError("augment_copies swaps entities: it needs MNER data")
         if self.augment_copies < 0:
             raise StudentConfigError(f"augment_copies={self.augment_copies}: expected 0 or more")
+        if self.augment_check and not self.augment_copies:
+            raise StudentConfigError(
+                "augment_check judges the entity-substituted copies: set augment_copies to 1 or more"
+            )
         if self.max_length < 16:
             raise StudentConfigError(
                 f"max_length={self.max_length} is too small for any post; use 128 or more"

@@ -11,7 +11,9 @@ the cost of a short sequence instead of a long knowledge segment.
 
 Conditional prompt distillation: alongside the view with knowledge, a text-only view (the post plus a few
 learnable prompt vectors after ``[CLS]``) is trained on the gold labels and to match the knowledge view's
-label distribution (KL at a temperature), so the student runs without a teacher at test time.
+label distribution (KL at a temperature), so the student runs without a teacher at test time. With
+``conditional_prompt`` the prompt is conditioned on the post, as the CoT prompt distillation paper has it:
+a small meta-network of the post's mean input embedding shifts every prompt vector (after CoCoOp).
 """
 
 from __future__ import annotations
@@ -111,6 +113,14 @@ class EncoderTagger(nn.Module):
                 )
             ]
             self.prompt = nn.Parameter(init.detach().clone())
+        # conditional_prompt: a small meta-network shifts every prompt vector by a function of the post (its
+        # mean input embedding), so the prompt depends on the input; it starts at zero (the plain prompt).
+        self.prompt_net = None
+        if config.conditional_distillation and config.conditional_prompt:
+            width = max(hidden // 16, 8)
+            self.prompt_net = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, hidden))
+            nn.init.zeros_(self.prompt_net[2].weight)
+            nn.init.zeros_(self.prompt_net[2].bias)
 
     def emissions(
         self,
@@ -133,7 +143,12 @@ class EncoderTagger(nn.Module):
             if teacher_tag_ids is not None and self.tag_embeddings is not None:
                 embeds = embeds + self.tag_embeddings(teacher_tag_ids).to(embeds.dtype)
             if use_prompt:
-                p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1).to(embeds.dtype)
+                p = self.prompt.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
+                if self.prompt_net is not None:
+                    mask = attention_mask.unsqueeze(-1).to(embeds.dtype)
+                    post = (embeds * mask).sum(1) / mask.sum(1).clamp(min=1)
+                    p = p + self.prompt_net(post.to(p.dtype)).unsqueeze(1)
+                p = p.to(embeds.dtype)
                 embeds = torch.cat([embeds[:, :1], p, embeds[:, 1:]], dim=1)
                 ones = attention_mask.new_ones(input_ids.shape[0], p.shape[1])
                 kwargs["attention_mask"] = torch.cat(

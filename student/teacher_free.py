@@ -8,7 +8,9 @@ Three ways in, each a setting of ``EncoderConfig`` for a plain-view student (no 
 - ``augment_copies``: entity substitution (no LLM needed). Each training post with entities gets that many
   copies whose entities are swapped for random training entities of the same type; the gold spans move with
   them, and so do the teacher's answer spans where they coincide with a gold entity (spans the swap cuts
-  through are dropped), so a frozen teacher can still score the copy.
+  through are dropped), so a frozen teacher can still score the copy. With ``augment_check`` the train
+  stage asks the teacher (template ``mner.plausibility``) whether each copy could be a real post and keeps
+  those it calls plausible (``parse_plausible`` reads its reply).
 - ``aux_teacher_tags``: the teacher's tags as a second target of a second head over the same encoder,
   trained alongside the gold tags and dropped at test time.
 """
@@ -16,6 +18,7 @@ Three ways in, each a setting of ``EncoderConfig`` for a plain-view student (no 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -129,4 +132,17 @@ def entity_substitution(
     return out, moved
 
 
-__all__ = ["FrozenTeacher", "entity_substitution"]
+_VERDICT = re.compile(r"plausible\W{0,3}(yes|no)\b", re.IGNORECASE)
+_LEADING = re.compile(r"\W*(yes|no)\b", re.IGNORECASE)
+
+
+def parse_plausible(text: str | None) -> bool | None:
+    """The teacher's verdict on a copy: ``Plausible: yes`` → True, ``no`` → False; a reply that starts with
+    yes or no counts too. None when neither can be read (the copy is then dropped and counted)."""
+    if not text:
+        return None
+    m = _VERDICT.search(text) or _LEADING.match(text)
+    return None if m is None else m.group(1).lower() == "yes"
+
+
+__all__ = ["FrozenTeacher", "entity_substitution", "parse_plausible"]

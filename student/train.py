@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -139,13 +139,16 @@ def train_encoder(
     tokenizer=None,
     encoder: torch.nn.Module | None = None,
     teacher_answers: dict[str, Answer] | None = None,
+    augment_check: Callable[[list[Example]], list[Example]] | None = None,
 ) -> tuple[EncoderTagger, EncoderFeaturizer, list[dict]]:
     """Train an encoder student; returns the best model by dev F1, its featurizer and the log history.
 
     ``knowledge`` (example id → knowledge text) and ``teacher_answers`` (example id → the teacher's parsed
     answer, read when ``config.teacher_tags``) cover the training and dev examples. ``config.labels`` is
-    filled from the training data when empty. ``tokenizer``/``encoder`` may be given
-    directly (tests build tiny ones); otherwise both load from ``config.model``.
+    filled from the training data when empty. ``augment_check`` takes the entity-substituted copies
+    (``config.augment_copies``) and returns those to keep (the train stage asks the teacher whether each is
+    plausible). ``tokenizer``/``encoder`` may be given directly (tests build tiny ones); otherwise both load
+    from ``config.model``.
     """
     if not config.labels:
         plugin = get_task(config.task)
@@ -171,6 +174,12 @@ def train_encoder(
                 train_examples, config.augment_copies, training.seed, teacher_answers
             )
             logger.info("entity substitution: %d copies of %d posts", len(extra), len(train_examples))
+            if augment_check is not None:
+                made = len(extra)
+                extra = augment_check(extra)
+                kept_ids = {ex.id for ex in extra}
+                moved = {i: a for i, a in moved.items() if i in kept_ids}
+                logger.info("plausibility check: %d of %d copies kept", len(extra), made)
             train_examples += extra
             teacher_answers = {**(teacher_answers or {}), **moved}
         if config.distill_from:

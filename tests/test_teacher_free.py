@@ -10,6 +10,7 @@ from cotdistill.student.encoder import (
     EncoderConfig,
     EncoderDataset,
     EncoderFeaturizer,
+    EncoderTagger,
     StudentConfigError,
     collate,
     decode_predictions,
@@ -175,3 +176,164 @@ def test_the_run_config_names_a_teacher_free_student():
         load_config(None, ["student.distill_from=runs/tags/student/best"])
     with pytest.raises(ConfigError, match=r"student\.augment_copies is a setting of the encoder student"):
         load_config(None, ["student.kind=generative", "student.augment_copies=1"])
+
+
+def test_parse_plausible_reads_the_verdict_or_nothing():
+    from cotdistill.student.teacher_free import parse_plausible
+
+    assert parse_plausible("New post: ...\nPlausible: yes, because Mets fans do say that") is True
+    assert parse_plausible("plausible - NO because a city cannot sign a contract") is False
+    assert parse_plausible("No. A band does not play shortstop.") is False
+    assert parse_plausible("Plausible: yesterday it was") is None  # not a verdict
+    assert parse_plausible("I cannot tell") is None and parse_plausible(None) is None
+
+
+class Judge:
+    """A teacher backend that finds a post implausible when it names Obama, fails on one copy, and
+    counts its calls."""
+
+    name = "judge"
+    model = "judge"
+
+    def __init__(self, fail_id):
+        self.fail_id, self.calls = fail_id, 0
+
+    def ensure_loaded(self):
+        pass
+
+    def close(self):
+        pass
+
+    def generate(self, requests):
+        from cotdistill.distill.backends.base import Generation
+        from cotdistill.records import Usage
+
+        self.calls += len(requests)
+        out = []
+        for r in requests:
+            post = str(r.messages)
+            text = "Plausible: no, because" if "Obama" in post else "Plausible: yes, because"
+            error = "teacher error" if r.example_id == self.fail_id else None
+            out.append(
+                Generation(
+                    key=r.key,
+                    example_id=r.example_id,
+                    template=r.template,
+                    sample=r.sample,
+                    text=None if error else text,
+                    usage=Usage(10, 5, 0.0),
+                    error=error,
+                    model="judge",
+                )
+            )
+        return out
+
+
+def test_the_teacher_judges_the_swapped_posts_and_the_verdicts_are_kept(tmp_path):
+    import json
+
+    from cotdistill.config import load_config
+    from cotdistill.stages.student import plausibility_check
+    from cotdistill.tasks import TaskSpec
+
+    exs = examples()
+    copies, _ = entity_substitution(exs, copies=2, seed=1)
+    config = load_config(
+        None,
+        [
+            f"run_dir={tmp_path}",
+            "teacher.backend=echo",
+            "student.knowledge_text=false",
+            "student.augment_copies=2",
+            "student.augment_check=true",
+        ],
+    )
+    spec = TaskSpec.from_examples("mner", exs)
+    fail = copies[-1].id
+    judge = Judge(fail)
+    kept = plausibility_check(config, spec, judge)(copies)
+    expected = [c for c in copies if "Obama" not in c.text and c.id != fail]
+    assert 0 < len(expected) < len(copies) - 1  # the draw made both kinds of copy
+    assert [c.id for c in kept] == [c.id for c in expected]
+    counts = json.loads((config.path / "student" / "augment" / "check.json").read_text())
+    named = sum("Obama" in c.text for c in copies if c.id != fail)
+    assert counts == {
+        "copies": len(copies),
+        "plausible": len(expected),
+        "implausible": named,
+        "unreadable": 0,
+        "failed": 1,
+    }
+    assert judge.calls == len(copies)
+    again = Judge(
+        fail
+    )  # a rerun reads the saved verdicts (failed requests are redone only by --retry-failed)
+    assert [c.id for c in plausibility_check(config, spec, again)(copies)] == [c.id for c in expected]
+    assert again.calls == 0
+
+
+def test_train_encoder_trains_on_the_copies_the_check_keeps(tiny, tmp_path):
+    model_dir, tok = tiny
+    exs = examples()
+    seen = []
+
+    def keep_first(copies):
+        seen.extend(copies)
+        return copies[:1]
+
+    cfg = EncoderConfig(model=model_dir, task="mner", augment_copies=2, augment_check=True)
+    _, _, history = train_encoder(
+        cfg, training(tmp_path, epochs=1), exs, exs[:2], tokenizer=tok, augment_check=keep_first
+    )
+    assert len(seen) == 2 * sum(bool(ex.gold.entities) for ex in exs)
+    steps = next(h["step"] for h in history if "train_runtime" in h)
+    assert steps == -(-(len(exs) + 1) // 8)  # the posts and the one kept copy, batches of 8
+
+
+def test_the_plausibility_check_needs_a_teacher_that_runs_a_model():
+    from cotdistill.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="replay backend only gives back saved generations"):
+        load_config(
+            None,
+            [
+                "teacher.backend=replay",
+                "student.knowledge_text=false",
+                "student.augment_copies=1",
+                "student.augment_check=true",
+            ],
+        )
+    with pytest.raises(ConfigError, match="set augment_copies to 1 or more"):
+        load_config(None, ["student.knowledge_text=false", "student.augment_check=true"])
+
+
+def test_the_conditional_prompt_depends_on_the_post_and_reloads(tiny, tmp_path):
+    from test_encoder_student import KNOWLEDGE
+
+    path, tok = tiny
+    exs = examples()
+    with pytest.raises(StudentConfigError, match="set conditional_distillation=True"):
+        EncoderConfig(model=path, conditional_prompt=True)
+    cfg = EncoderConfig(
+        model=path,
+        use_knowledge=True,
+        conditional_distillation=True,
+        conditional_prompt=True,
+        max_length=64,
+        dropout=0.0,
+    )
+    fresh = EncoderTagger(cfg)
+    assert not fresh.prompt_net[2].weight.any()  # it starts as the plain prompt
+    model, feat, history = train_encoder(cfg, training(tmp_path / "run"), exs, exs, KNOWLEDGE, tokenizer=tok)
+    assert max(h["eval_f1"] for h in history if "eval_f1" in h) > 0.8  # scored on the post alone
+    net = model.prompt_net.cpu()
+    assert net[2].weight.abs().sum() > 0  # the meta-network trained
+    batch = collate([feat.encode(ex, None, "plain") for ex in exs[:2]], tok.pad_token_id)
+    embeds = model.encoder.get_input_embeddings()(batch["input_ids"])
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    shift = net((embeds * mask).sum(1) / mask.sum(1))
+    assert not torch.allclose(shift[0], shift[1])  # two posts, two prompts
+    reloaded, rfeat = load_encoder_student(tmp_path / "run" / "best")
+    assert [p.answer for p in decode_predictions(reloaded, rfeat, exs, None)] == [
+        p.answer for p in decode_predictions(model, feat, exs, None)
+    ]

@@ -52,14 +52,68 @@ def training_config(config: RunConfig, **extra):
     return own_fields(config.student, cls, **extra)
 
 
-def train(config: RunConfig, resume: str | bool | None = None) -> dict:
+def plausibility_check(config: RunConfig, spec, backend=None):
+    """The judge of ``student.augment_check``: the teacher answers ``<task>.plausibility`` once for each
+    entity-substituted copy (greedy, resumable, into ``RUN/student/augment/``); the copies it calls
+    plausible are kept, the rest (implausible, unreadable or failed) are dropped and counted in
+    ``RUN/student/augment/check.json``."""
+    import json
+
+    from cotdistill.distill.backends import Sampling, make_backend
+    from cotdistill.distill.runner import ShardStore, run_generation
+    from cotdistill.stages.common import prompt_library
+    from cotdistill.student.teacher_free import parse_plausible
+
+    t = config.teacher
+    name = f"{spec.name}.plausibility"
+    out = config.path / "student" / "augment"
+
+    def check(copies):
+        judge = backend or make_backend(t.backend, t.model, **t.options)
+        library = prompt_library(config)
+        run_generation(
+            copies,
+            [name],
+            library,
+            spec,
+            judge,
+            out,
+            samples=1,
+            sampling=Sampling(0.0, 1.0, min(t.max_tokens, 64), t.seed),
+            batch_size=t.batch_size,
+            sees_images=t.sees_images,
+        )
+        verdicts = {g.example_id: g for g in ShardStore(out).load().values() if g.template == name}
+        counts = {"copies": len(copies), "plausible": 0, "implausible": 0, "unreadable": 0, "failed": 0}
+        kept = []
+        for ex in copies:
+            g = verdicts.get(ex.id)
+            verdict = None if g is None or g.error else parse_plausible(g.text)
+            if g is None or g.error:
+                counts["failed"] += 1
+            elif verdict is None:
+                counts["unreadable"] += 1
+            else:
+                counts["plausible" if verdict else "implausible"] += 1
+            if verdict:
+                kept.append(ex)
+        (out / "check.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+        logger.info("plausibility check by the teacher: %s", counts)
+        return kept
+
+    return check
+
+
+def train(config: RunConfig, resume: str | bool | None = None, *, judge=None) -> dict:
     """Train the student named by ``student.kind`` on ``RUN/knowledge``; the best model by dev F1 goes to
-    ``RUN/student/best``. ``resume=True`` continues from the last checkpoint in ``RUN/student`` (if any)."""
+    ``RUN/student/best``. ``resume=True`` continues from the last checkpoint in ``RUN/student`` (if any).
+    ``judge`` is the teacher backend of ``student.augment_check`` (default: the one the config names)."""
     from cotdistill.tasks import TaskSpec
 
     kind = config.student.kind
     train_split, valid_split = load_one(config, "train"), load_one(config, "valid")
-    labels = TaskSpec.from_examples(train_split.task, train_split.examples).labels
+    spec = TaskSpec.from_examples(train_split.task, train_split.examples)
+    labels = spec.labels
     out = config.path / "student"
     if resume is True:
         resume = last_checkpoint(out)
@@ -73,6 +127,8 @@ def train(config: RunConfig, resume: str | bool | None = None) -> dict:
             # read as tags, as an auxiliary target, by the frozen student distilled from, or moved onto
             # entity-swapped copies
             extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
+        if student.augment_check:
+            extra["augment_check"] = plausibility_check(config, spec, judge)
     else:
         from cotdistill.student.generative import train_generative as train_student
 
