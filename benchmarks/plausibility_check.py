@@ -5,11 +5,12 @@ real LM teacher that runs here: SmolLM2-135M-Instruct on vLLM's CPU build.
    with entities, seed 0: the copies of route ``ka`` in teacher_free.py) and, as a control, the original posts
    are judged with the ``mner.plausibility`` template (greedy).
 2. A judge worth its calls says "plausible" more often for the real posts than for the swapped ones: the
-   rates of both are reported.
-3. Route ``ka`` is trained again on the copies the judge kept (seed 0) and compared on dev with ``ka``
-   from ``--runs-log`` (teacher_free.py's runs; its frozen teacher-tags student under ``--work/teachers``).
+   rates of both are reported (on the first ``--posts`` of each, 200 by default; 0 for all).
+3. With ``--train`` (and ``--posts 0``), route ``ka`` is trained again on the copies the judge kept (seed 0)
+   and compared on dev with ``ka`` from ``--runs-log`` (teacher_free.py's runs; its frozen teacher-tags
+   student under ``--work/teachers``).
 
-    python benchmarks/plausibility_check.py --work /work/tfwork [--limit N]
+    python benchmarks/plausibility_check.py --work /work/tfwork [--posts N] [--train]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +54,13 @@ def judge(examples, out: Path, model: Path) -> dict:
     seconds = time.perf_counter() - start
     gens = {g.example_id: g for g in ShardStore(out).load().values()}
     verdicts = {ex.id: parse_plausible(gens[ex.id].text) if ex.id in gens else None for ex in examples}
-    return {"verdicts": verdicts, "seconds": round(seconds, 1), "completion_tokens": stats.completion_tokens}
+    texts = {ex.id: gens[ex.id].text if ex.id in gens else None for ex in examples}
+    return {
+        "verdicts": verdicts,
+        "texts": texts,
+        "seconds": round(seconds, 1),
+        "completion_tokens": stats.completion_tokens,
+    }
 
 
 def rates(verdicts: dict) -> dict:
@@ -72,8 +80,9 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="teacher_free.py's --work folder")
     parser.add_argument("--runs-log", default=None, help="teacher_free.py's runs (default: WORK/runs.jsonl)")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--limit", type=int, default=None, help="judge only the first N posts (a dry run)")
-    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--posts", type=int, default=200, help="judge the first N posts and copies (0: all)")
+    parser.add_argument("--train", action="store_true", help="train ka on the kept copies (needs --posts 0)")
+    parser.add_argument("--out", default="plausibility_check", help="results name under benchmarks/results")
     args = parser.parse_args()
     work = Path(args.work)
     root = data_dir(args.data_dir)
@@ -84,8 +93,8 @@ def main() -> None:
     train = load_split(DATASET, root / DATASET, "train").examples
     copies, _ = entity_substitution(train, 1, 0)  # as train_encoder makes them for seed 0
     originals = [ex for ex in train if ex.gold.entities]
-    if args.limit:
-        copies, originals = copies[: args.limit], originals[: args.limit]
+    if args.posts:
+        copies, originals = copies[: args.posts], originals[: args.posts]
     model = converted_smollm2(work)
     out = work / "plausibility"
     judged = judge(originals + copies, out / "verdicts", model)
@@ -94,13 +103,18 @@ def main() -> None:
         "dataset": DATASET,
         "judge": "SmolLM2-135M-Instruct (bf16) on vLLM's CPU build, template mner.plausibility, greedy",
         "judge_seconds": judged["seconds"],
+        "judge_completion_tokens": judged["completion_tokens"],
         "original_posts": rates({ex.id: verdicts[ex.id] for ex in originals}),
         "swapped_copies": rates({c.id: verdicts[c.id] for c in copies}),
     }
     keep = [c.id for c in copies if verdicts[c.id] is True]
     result["copies_kept"] = len(keep)
+    replies = Counter(" ".join((g or "").split()[:2]) for g in judged["texts"].values())
+    result["most_common_replies"] = dict(replies.most_common(5))
     print(json.dumps(result, indent=2), flush=True)
-    if not args.no_train and not args.limit:
+    if args.train:
+        if args.posts:
+            sys.exit("--train needs every copy judged: pass --posts 0")
         import encoder_quality as eq
 
         runs_log = Path(args.runs_log or work / "runs.jsonl")
@@ -141,8 +155,7 @@ def main() -> None:
             if r is not None:
                 result[name] = {s: round(r[k]["f1"] * 100, 2) for s, k in (("dev", "dev"), ("test", "test"))}
     command = " ".join(["python", "benchmarks/plausibility_check.py", *sys.argv[1:]])
-    if not args.limit:
-        write_result("plausibility_check", result, command)
+    write_result(args.out, result, command)
 
 
 if __name__ == "__main__":
