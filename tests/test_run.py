@@ -387,3 +387,40 @@ def test_a_teacher_that_fails_every_request_does_not_finish_the_stage(tmp_path, 
     assert main(["generate", SMOKE, *fixed, "--retry-failed"]) == 0
     assert main(["run", SMOKE, *fixed, "--stop-after", "knowledge"]) == 0
     assert list(stages(tmp_path)) == ["generate", "knowledge"]
+
+
+def test_a_teacher_free_student_through_the_run_command(tmp_path, assets):
+    """Two runs: a student reading the teacher's tags, then a text-only student distilled from it, trained
+    on entity-substituted copies the teacher judged plausible; it predicts test without the teacher."""
+    answer = '{"entities": [{"text": "Paris", "type": "LOC"}]}'
+    common = overrides(
+        tmp_path,
+        assets,
+        "teacher.backend=echo",
+        "teacher.model=echo",
+        "teacher.templates=[mner.answer]",
+        "knowledge.answer_template=mner.answer",
+        f"teacher.options={{text: 'Plausible: yes, because it reads well. {answer}'}}",
+        "student.crf=false",
+        "student.knowledge_text=false",
+        "student.epochs=1",
+    )
+    assert main(["run", SMOKE, *common, "name=tags", "student.teacher_tags=true"]) == 0
+    tags = tmp_path / "runs" / "tags"
+    free = [
+        "name=free",
+        f"student.distill_from={tags / 'student' / 'best'}",
+        "student.augment_copies=1",
+        "student.augment_check=true",
+    ]
+    assert main(["run", SMOKE, *common, *free]) == 0
+    run = tmp_path / "runs" / "free"
+    meta = json.loads((run / "student" / "best" / "cotdistill_student.json").read_text())
+    assert meta["distill_from"] == str(tags / "student" / "best") and meta["augment_check"] is True
+    assert not meta["teacher_tags"] and not meta["use_knowledge"]  # the post alone at test time
+    train = load_split("twitter2015", assets[0], "train").examples
+    counts = json.loads((run / "student" / "augment" / "check.json").read_text())
+    copies = sum(bool(ex.gold.entities) for ex in train)
+    assert counts == {"copies": copies, "plausible": copies, "implausible": 0, "unreadable": 0, "failed": 0}
+    preds = (run / "predictions" / "student-test.jsonl").read_text().splitlines()
+    assert len(preds) == len(load_split("twitter2015", assets[0], "test").examples)
