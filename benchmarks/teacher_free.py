@@ -9,8 +9,9 @@ Routes (all text-only at test time; the teacher is PGIM's ChatGPT answer, parsed
   x    the teacher's tags as an auxiliary target (second head, dropped at test time)
   aug  entity substitution alone (one copy of every training post, gold loss only; no teacher)
 The method is chosen on dev with seed 0 (best dev F1 among the routes run); the chosen one and the baseline
-then run with seeds 0, 1, 2 and are scored on test. Diagnostic, not a candidate: ``a4``, text only trained
-for twice the epochs, as many optimizer steps as a route that doubles the training posts.
+then run with seeds 0, 1, 2 and are scored on test. Diagnostics, not candidates (``--diagnostics``, each
+``NAME`` or ``NAME:DATASET,DATASET``; seed 0): ``a4``, text only trained for twice the epochs, as many
+optimizer steps as a route that doubles the training posts; ``k4``, route k for twice the epochs.
 
 ``--reuse FILE`` takes finished text-only runs (condition a, same settings) from an encoder_quality results
 file instead of training them again.
@@ -110,7 +111,12 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "teacher_free"))
     parser.add_argument("--runs-log", default=None)
     parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
-    parser.add_argument("--no-diagnostic", action="store_true", help="skip a4 (text only, twice the epochs)")
+    parser.add_argument(
+        "--diagnostics",
+        nargs="*",
+        default=["a4"],
+        help="a4 (text only) and/or k4 (route k), twice the epochs; NAME:DATASET,... limits the datasets",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "teacher_free.json"))
     args = parser.parse_args()
     model = args.model or str(minilm_dir())
@@ -183,21 +189,26 @@ def main() -> None:
 
     # 2. choose the route on dev, seed 0
     trials = run([spec(ds, r, args.seeds[0]) for ds in args.datasets for r in args.routes])
-    diagnostic = []
-    if not args.no_diagnostic:  # text only with as many steps as a route that doubles the posts
-        diagnostic = run(
-            [
-                {
-                    **base,
-                    "dataset": ds,
-                    "condition": "a4",
-                    "seed": args.seeds[0],
-                    "epochs": 2 * args.epochs,
-                    "config": {"use_knowledge": False},
-                }
-                for ds in args.datasets
-            ]
-        )
+
+    def diagnostic_spec(name: str, ds: str) -> dict:  # twice the epochs: the steps of a doubled route
+        if name == "a4":
+            return {
+                **base,
+                "dataset": ds,
+                "condition": "a4",
+                "seed": args.seeds[0],
+                "epochs": 2 * args.epochs,
+                "config": {"use_knowledge": False},
+            }
+        if name == "k4":
+            return {**spec(ds, "k", args.seeds[0]), "condition": "k4", "epochs": 2 * args.epochs}
+        raise SystemExit(f"--diagnostics: unknown {name!r}; expected a4 or k4")
+
+    wanted = []
+    for item in args.diagnostics:
+        name, _, only = item.partition(":")
+        wanted += [(name, ds) for ds in (only.split(",") if only else args.datasets)]
+    diagnostic = run([diagnostic_spec(name, ds) for name, ds in wanted])
     chosen = {}
     for ds in args.datasets:
         dev = {r["condition"]: r["dev"]["f1"] for r in trials if r["dataset"] == ds}
@@ -240,11 +251,12 @@ def main() -> None:
             "selection_test_f1_seed0": {
                 r["condition"]: round(r["test"]["f1"] * 100, 2) for r in trials if r["dataset"] == ds
             },
-            "text_only_twice_the_epochs_seed0": {
-                split: round(r[split]["f1"] * 100, 2)
+            "twice_the_epochs_seed0": {
+                {"a4": "text_only", "k4": "k"}[r["condition"]]: {
+                    split: round(r[split]["f1"] * 100, 2) for split in ("dev", "test")
+                }
                 for r in diagnostic
                 if r["dataset"] == ds
-                for split in ("dev", "test")
             },
             "text_only_reused_from": sorted({r["reused_from"] for r in text if "reused_from" in r}),
             "train_seconds": {
