@@ -1,0 +1,108 @@
+"""Teacher-free distillation at matched training length: does the frozen teacher-tags student help a
+text-only student that is trained long enough? Dev F1 (test for the record), one seed, one dataset.
+
+Runs (all the post alone at test time): text only for 2, 4 and 6 epochs; route k (distillation from the
+frozen teacher-tags student of teacher_free.py, kept under ``--work/teachers``) for 4 epochs at a few
+temperatures and weights. Finished runs are read from ``--work/runs.jsonl`` (teacher_free.py's log), so the
+ones it made are not made again.
+
+    python benchmarks/teacher_free_steps.py --work WORK [--dataset twitter2017] [--parallel 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import encoder_quality as eq  # noqa: E402
+from common import data_dir, minilm_dir, write_result  # noqa: E402
+
+# condition name -> (epochs, distillation settings or None for text only); names as teacher_free.py's
+RUNS = {
+    "a": (2, None),
+    "a4": (4, None),
+    "a6": (6, None),
+    "k4": (4, {"kd_temperature": 2.0, "kd_weight": 1.0}),
+    "k4-T1": (4, {"kd_temperature": 1.0, "kd_weight": 1.0}),
+    "k4-T4": (4, {"kd_temperature": 4.0, "kd_weight": 1.0}),
+    "k4-w3": (4, {"kd_temperature": 2.0, "kd_weight": 3.0}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", required=True, help="teacher_free.py's --work folder")
+    parser.add_argument("--dataset", default="twitter2017")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
+    args = parser.parse_args()
+    work = Path(args.work)
+    runs_log = work / "runs.jsonl"
+    eq.RUNS_LOG = str(runs_log)
+    teacher = work / "teachers" / args.dataset
+    if not (teacher / "model.safetensors").is_file():
+        sys.exit(f"no frozen teacher at {teacher}: run benchmarks/teacher_free.py --work {work} first")
+    base = {
+        "model": minilm_dir(),
+        "data_dir": str(data_dir()),
+        "predictions_dir": None,
+        "lr": 1e-4,
+        "batch_size": 32,
+        "max_length": 256,
+        "crf": False,
+        "dataset": args.dataset,
+        "seed": args.seed,
+    }
+    done = {}
+    if runs_log.is_file():
+        for line in runs_log.read_text().splitlines():
+            r = json.loads(line)
+            done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
+    for path in args.reuse:
+        for r in json.loads(Path(path).read_text())["runs"]:
+            if r["condition"] == "a" and r["epochs"] == 2 and r["max_length"] == 256 and not r["crf"]:
+                done.setdefault((r["dataset"], "a", r["seed"]), r)
+    specs = []
+    for name, (epochs, kd) in RUNS.items():
+        config = {"use_knowledge": False}
+        if kd is not None:
+            config.update(kd, distill_from=str(teacher), teacher_tags=False, conditional_distillation=False)
+        specs.append({**base, "condition": name, "epochs": epochs, "config": config})
+    todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
+    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        for r in pool.map(lambda s: eq.launch(s, work / "logs", env), todo):
+            done[(r["dataset"], r["condition"], r["seed"])] = r
+    result = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "settings": {k: v for k, v in base.items() if k not in ("model", "data_dir", "predictions_dir")},
+        "runs": {},
+    }
+    for s in specs:
+        r = done[(s["dataset"], s["condition"], s["seed"])]
+        result["runs"][s["condition"]] = {
+            "epochs": s["epochs"],
+            "distillation": RUNS[s["condition"]][1],
+            "dev_f1": round(r["dev"]["f1"] * 100, 2),
+            "test_f1": round(r["test"]["f1"] * 100, 2),
+            "train_seconds": round(r["train_seconds"]),
+        }
+    print(json.dumps(result["runs"], indent=2))
+    command = " ".join(["python", "benchmarks/teacher_free_steps.py", *sys.argv[1:]])
+    write_result(f"teacher_free_steps_{args.dataset}", result, command)
+
+
+if __name__ == "__main__":
+    main()
