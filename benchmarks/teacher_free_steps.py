@@ -6,7 +6,8 @@ frozen teacher-tags student of teacher_free.py, kept under ``--work/teachers``) 
 temperatures and weights. Finished runs are read from ``--work/runs.jsonl`` (teacher_free.py's log), so the
 ones it made are not made again.
 
-    python benchmarks/teacher_free_steps.py --work WORK [--dataset twitter2017] [--parallel 2]
+    python benchmarks/teacher_free_steps.py --work WORK [--dataset twitter2017] [--seeds 0] [--runs a a4 ...]
+        [--parallel 2] [--out NAME]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +43,9 @@ def main() -> None:
     )
     parser.add_argument("--work", required=True, help="teacher_free.py's --work folder")
     parser.add_argument("--dataset", default="twitter2017")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--out", default=None, help="results name (default: teacher_free_steps_DATASET)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
     args = parser.parse_args()
@@ -60,7 +64,6 @@ def main() -> None:
         "max_length": 256,
         "crf": False,
         "dataset": args.dataset,
-        "seed": args.seed,
     }
     done = {}
     if runs_log.is_file():
@@ -72,11 +75,13 @@ def main() -> None:
             if r["condition"] == "a" and r["epochs"] == 2 and r["max_length"] == 256 and not r["crf"]:
                 done.setdefault((r["dataset"], "a", r["seed"]), r)
     specs = []
-    for name, (epochs, kd) in RUNS.items():
+    for name in args.runs:
+        epochs, kd = RUNS[name]
         config = {"use_knowledge": False}
         if kd is not None:
             config.update(kd, distill_from=str(teacher), teacher_tags=False, conditional_distillation=False)
-        specs.append({**base, "condition": name, "epochs": epochs, "config": config})
+        for seed in args.seeds:
+            specs.append({**base, "condition": name, "seed": seed, "epochs": epochs, "config": config})
     todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -86,22 +91,21 @@ def main() -> None:
             done[(r["dataset"], r["condition"], r["seed"])] = r
     result = {
         "dataset": args.dataset,
-        "seed": args.seed,
+        "seeds": args.seeds,
         "settings": {k: v for k, v in base.items() if k not in ("model", "data_dir", "predictions_dir")},
         "runs": {},
     }
-    for s in specs:
-        r = done[(s["dataset"], s["condition"], s["seed"])]
-        result["runs"][s["condition"]] = {
-            "epochs": s["epochs"],
-            "distillation": RUNS[s["condition"]][1],
-            "dev_f1": round(r["dev"]["f1"] * 100, 2),
-            "test_f1": round(r["test"]["f1"] * 100, 2),
-            "train_seconds": round(r["train_seconds"]),
-        }
+    for name in args.runs:
+        rs = [done[(args.dataset, name, seed)] for seed in args.seeds]
+        entry = {"epochs": RUNS[name][0], "distillation": RUNS[name][1]}
+        for split, key in (("dev", "dev_f1"), ("test", "test_f1")):
+            entry[key] = [round(r[split]["f1"] * 100, 2) for r in rs]
+            entry[f"{key}_mean"] = round(statistics.mean(entry[key]), 2)
+        entry["train_seconds"] = [round(r["train_seconds"]) for r in rs]
+        result["runs"][name] = entry
     print(json.dumps(result["runs"], indent=2))
     command = " ".join(["python", "benchmarks/teacher_free_steps.py", *sys.argv[1:]])
-    write_result(f"teacher_free_steps_{args.dataset}", result, command)
+    write_result(args.out or f"teacher_free_steps_{args.dataset}", result, command)
 
 
 if __name__ == "__main__":
