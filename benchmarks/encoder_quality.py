@@ -104,18 +104,8 @@ def run_one(spec: dict) -> dict:
             logging_steps=100,
         )
         start = time.perf_counter()
-        check = None
-        if spec.get("keep_copies"):  # the entity-substituted copies a plausibility judge kept, by id
-            keep = set(json.loads(Path(spec["keep_copies"]).read_text()))
-            check = lambda copies: [c for c in copies if c.id in keep]  # noqa: E731
         model, feat, history = train_encoder(
-            cfg,
-            training,
-            splits["train"],
-            splits["valid"],
-            knowledge,
-            teacher_answers=teacher_answers,
-            augment_check=check,
+            cfg, training, splits["train"], splits["valid"], knowledge, teacher_answers=teacher_answers
         )
         train_seconds = time.perf_counter() - start
         if spec.get("save_best"):  # kept for a later run to distil from

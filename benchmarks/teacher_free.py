@@ -47,6 +47,50 @@ ROUTES = {
 }
 
 
+def _key(r: dict) -> tuple:
+    return (r["dataset"], r["condition"], r["seed"])
+
+
+class Sweep:
+    """encoder_quality.py runs, each in its own process, ``parallel`` at a time, kept in ``runs_log`` as they
+    finish: a run already there (made by this sweep or another over the same log) is not made again, nor is
+    a text-only run (condition a) of a ``reuse`` results file whose settings match ``reuse_settings``."""
+
+    def __init__(self, work: Path, runs_log: Path, parallel: int, reuse=(), reuse_settings=None):
+        self.runs_log, self.parallel = runs_log, parallel
+        eq.RUNS_LOG = str(runs_log)
+        self.done: dict[tuple, dict] = {}
+        self.reload()
+        for path in reuse:
+            for r in json.loads(Path(path).read_text())["runs"]:
+                if r["condition"] == "a" and all(r.get(k) == v for k, v in (reuse_settings or {}).items()):
+                    self.done.setdefault(_key(r), {**r, "reused_from": Path(path).name})
+        self.log_dir = work / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        threads = max(1, (os.cpu_count() or 2) // parallel)
+        self.env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+    def reload(self) -> None:
+        if self.runs_log.is_file():
+            for line in self.runs_log.read_text().splitlines():
+                r = json.loads(line)
+                self.done.setdefault(_key(r), r)
+
+    def run(self, specs: list[dict]) -> list[dict]:
+        """The result of every spec, making the missing ones."""
+        self.reload()
+        todo = [s for s in specs if _key(s) not in self.done]
+        if todo:
+            print(
+                "running " + ", ".join(f"{s['dataset']}-{s['condition']}-s{s['seed']}" for s in todo),
+                flush=True,
+            )
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            for r in pool.map(lambda s: eq.launch(s, self.log_dir, self.env), todo):
+                self.done[_key(r)] = r
+        return [self.done[_key(s)] for s in specs]
+
+
 def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
     """Seconds per test post of the student alone (the post only: text-only and teacher-free students,
     the same network) and of the teacher-tags student (which also needs the teacher's answer: one teacher
@@ -123,7 +167,6 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs_log = Path(args.runs_log or work / "runs.jsonl")
-    eq.RUNS_LOG = str(runs_log)
     base = {
         "model": model,
         "data_dir": str(args.data_dir or data_dir()),
@@ -134,39 +177,10 @@ def main() -> None:
         "max_length": 256,
         "crf": False,
     }
-    done: dict[tuple, dict] = {}
-
-    def reload() -> None:  # runs finished by another sweep over the same log count as done
-        if runs_log.is_file():
-            for line in runs_log.read_text().splitlines():
-                r = json.loads(line)
-                done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
-
-    reload()
     same = ("epochs", "lr", "batch_size", "max_length", "crf")
-    for path in args.reuse:
-        for r in json.loads(Path(path).read_text())["runs"]:
-            key = (r["dataset"], r["condition"], r["seed"])
-            if r["condition"] == "a" and all(r.get(k) == base[k] for k in same) and key not in done:
-                done[key] = {**r, "reused_from": Path(path).name}
-    log_dir = work / "logs"
-    log_dir.mkdir(exist_ok=True)
-    threads = max(1, (os.cpu_count() or 2) // args.parallel)
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    sweep = Sweep(work, runs_log, args.parallel, args.reuse, {k: base[k] for k in same})
+    done, run = sweep.done, sweep.run
     t0 = time.perf_counter()
-
-    def run(specs: list[dict]) -> list[dict]:
-        reload()
-        todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
-        if todo:
-            print(
-                "running " + ", ".join(f"{s['dataset']}-{s['condition']}-s{s['seed']}" for s in todo),
-                flush=True,
-            )
-        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            for r in pool.map(lambda s: eq.launch(s, log_dir, env), todo):
-                done[(r["dataset"], r["condition"], r["seed"])] = r
-        return [done[(s["dataset"], s["condition"], s["seed"])] for s in specs]
 
     def teacher_dir(ds: str) -> Path:
         return work / "teachers" / ds

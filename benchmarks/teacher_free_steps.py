@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import encoder_quality as eq  # noqa: E402
 from common import data_dir, minilm_dir, write_result  # noqa: E402
+from teacher_free import Sweep  # noqa: E402
 
 # condition name -> (epochs, distillation settings or None for text only); names as teacher_free.py's
 RUNS = {
@@ -51,7 +49,6 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     runs_log = work / "runs.jsonl"
-    eq.RUNS_LOG = str(runs_log)
     teacher = work / "teachers" / args.dataset
     if not (teacher / "model.safetensors").is_file():
         sys.exit(f"no frozen teacher at {teacher}: run benchmarks/teacher_free.py --work {work} first")
@@ -65,15 +62,11 @@ def main() -> None:
         "crf": False,
         "dataset": args.dataset,
     }
-    done = {}
-    if runs_log.is_file():
-        for line in runs_log.read_text().splitlines():
-            r = json.loads(line)
-            done.setdefault((r["dataset"], r["condition"], r["seed"]), r)
-    for path in args.reuse:
-        for r in json.loads(Path(path).read_text())["runs"]:
-            if r["condition"] == "a" and r["epochs"] == 2 and r["max_length"] == 256 and not r["crf"]:
-                done.setdefault((r["dataset"], "a", r["seed"]), r)
+    a_epochs = RUNS["a"][0]
+    same = ("lr", "batch_size", "max_length", "crf")
+    sweep = Sweep(
+        work, runs_log, args.parallel, args.reuse, {"epochs": a_epochs} | {k: base[k] for k in same}
+    )
     specs = []
     for name in args.runs:
         epochs, kd = RUNS[name]
@@ -82,13 +75,7 @@ def main() -> None:
             config.update(kd, distill_from=str(teacher), teacher_tags=False, conditional_distillation=False)
         for seed in args.seeds:
             specs.append({**base, "condition": name, "seed": seed, "epochs": epochs, "config": config})
-    todo = [s for s in specs if (s["dataset"], s["condition"], s["seed"]) not in done]
-    threads = max(1, (os.cpu_count() or 2) // args.parallel)
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        for r in pool.map(lambda s: eq.launch(s, work / "logs", env), todo):
-            done[(r["dataset"], r["condition"], r["seed"])] = r
+    sweep.run(specs)
     result = {
         "dataset": args.dataset,
         "seeds": args.seeds,
@@ -96,7 +83,7 @@ def main() -> None:
         "runs": {},
     }
     for name in args.runs:
-        rs = [done[(args.dataset, name, seed)] for seed in args.seeds]
+        rs = [sweep.done[(args.dataset, name, seed)] for seed in args.seeds]
         entry = {"epochs": RUNS[name][0], "distillation": RUNS[name][1]}
         for split, key in (("dev", "dev_f1"), ("test", "test_f1")):
             entry[key] = [round(r[split]["f1"] * 100, 2) for r in rs]

@@ -201,9 +201,6 @@ class Judge:
     def ensure_loaded(self):
         pass
 
-    def close(self):
-        pass
-
     def generate(self, requests):
         from cotdistill.distill.backends.base import Generation
         from cotdistill.records import Usage

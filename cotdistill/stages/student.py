@@ -52,6 +52,26 @@ def training_config(config: RunConfig, **extra):
     return own_fields(config.student, cls, **extra)
 
 
+def judge_plausibility(copies, spec, backend, out, *, library, sampling, batch_size=32, sees_images=True):
+    """The teacher's answer to ``<task>.plausibility`` for each post in ``copies`` (one greedy sample,
+    resumable in ``out``): example id → Generation (absent when the request was never made)."""
+    from cotdistill.distill.runner import ShardStore, run_generation
+
+    name = f"{spec.name}.plausibility"
+    run_generation(
+        copies,
+        [name],
+        library,
+        spec,
+        backend,
+        out,
+        sampling=sampling,
+        batch_size=batch_size,
+        sees_images=sees_images,
+    )
+    return {g.example_id: g for g in ShardStore(out).load().values() if g.template == name}
+
+
 def plausibility_check(config: RunConfig, spec, backend=None):
     """The judge of ``student.augment_check``: the teacher answers ``<task>.plausibility`` once for each
     entity-substituted copy (greedy, resumable, into ``RUN/student/augment/``); the copies it calls
@@ -60,41 +80,32 @@ def plausibility_check(config: RunConfig, spec, backend=None):
     import json
 
     from cotdistill.distill.backends import Sampling, make_backend
-    from cotdistill.distill.runner import ShardStore, run_generation
     from cotdistill.stages.common import prompt_library
     from cotdistill.student.teacher_free import parse_plausible
 
     t = config.teacher
-    name = f"{spec.name}.plausibility"
     out = config.path / "student" / "augment"
 
     def check(copies):
-        judge = backend or make_backend(t.backend, t.model, **t.options)
-        library = prompt_library(config)
-        run_generation(
+        verdicts = judge_plausibility(
             copies,
-            [name],
-            library,
             spec,
-            judge,
+            backend or make_backend(t.backend, t.model, **t.options),
             out,
-            samples=1,
+            library=prompt_library(config),
             sampling=Sampling(0.0, 1.0, min(t.max_tokens, 64), t.seed),
             batch_size=t.batch_size,
             sees_images=t.sees_images,
         )
-        verdicts = {g.example_id: g for g in ShardStore(out).load().values() if g.template == name}
         counts = {"copies": len(copies), "plausible": 0, "implausible": 0, "unreadable": 0, "failed": 0}
         kept = []
         for ex in copies:
             g = verdicts.get(ex.id)
-            verdict = None if g is None or g.error else parse_plausible(g.text)
             if g is None or g.error:
                 counts["failed"] += 1
-            elif verdict is None:
-                counts["unreadable"] += 1
-            else:
-                counts["plausible" if verdict else "implausible"] += 1
+                continue
+            verdict = parse_plausible(g.text)
+            counts[{True: "plausible", False: "implausible", None: "unreadable"}[verdict]] += 1
             if verdict:
                 kept.append(ex)
         (out / "check.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
