@@ -20,6 +20,7 @@ in the package's ``model/`` folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -85,6 +86,26 @@ def run_one(spec: dict) -> dict:
         raise SystemExit(
             f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies"
         )
+    unlabeled = []  # posts of other datasets, their gold dropped: trained on through distill_from alone
+    for other in spec.get("unlabeled", []):
+        o_name, o_split = other.split(":")
+        o_root = Path(spec["data_dir"]) / o_name
+        o_exs = [
+            dataclasses.replace(ex, id=f"{o_name}:{o_split}:{ex.id}")
+            for ex in load_split(o_name, o_root, o_split).examples
+        ]
+        al = align_knowledge(o_exs, read_pgim_knowledge(o_root / "pgim" / f"{o_split}.txt"))
+        knowledge.update(al.knowledge)
+        by_id = {ex.id: ex for ex in o_exs}
+        for ex_id, text in al.knowledge.items():
+            parsed = parse_mner(text, by_id[ex_id], labels)  # mapped onto this dataset's types
+            if parsed.answer is not None:
+                teacher_answers[ex_id] = parsed.answer
+        coverage[f"unlabeled {other}"] = {
+            "posts": len(o_exs),
+            "teacher_answers": sum(ex.id in teacher_answers for ex in o_exs),
+        }
+        unlabeled += o_exs
     cfg = EncoderConfig(
         model=spec["model"],
         task=task,
@@ -105,7 +126,13 @@ def run_one(spec: dict) -> dict:
         )
         start = time.perf_counter()
         model, feat, history = train_encoder(
-            cfg, training, splits["train"], splits["valid"], knowledge, teacher_answers=teacher_answers
+            cfg,
+            training,
+            splits["train"],
+            splits["valid"],
+            knowledge,
+            teacher_answers=teacher_answers,
+            unlabeled_examples=unlabeled,
         )
         train_seconds = time.perf_counter() - start
         if spec.get("save_best"):  # kept for a later run to distil from

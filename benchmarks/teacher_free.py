@@ -8,6 +8,8 @@ Routes (all text-only at test time; the teacher is PGIM's ChatGPT answer, parsed
        the teacher's spans moved with the swap)
   x    the teacher's tags as an auxiliary target (second head, dropped at test time)
   aug  entity substitution alone (one copy of every training post, gold loss only; no teacher)
+  u    k, plus the other dataset's training posts as posts without gold labels (their gold dropped): the
+       frozen student reads the teacher's answer on each and the text-only student learns its soft targets
 The method is chosen on dev with seed 0 (best dev F1 among the routes run); the chosen one and the baseline
 then run with seeds 0, 1, 2 and are scored on test. Diagnostics, not candidates (``--diagnostics``, each
 ``NAME`` or ``NAME:DATASET,DATASET``; seed 0): ``a4``, text only trained for twice the epochs, as many
@@ -44,7 +46,10 @@ ROUTES = {
     "ka": {"kd_temperature": 2.0, "kd_weight": 1.0, "augment_copies": 1},
     "x": {"aux_teacher_tags": True, "aux_weight": 0.5},
     "aug": {"augment_copies": 1},
+    "u": {"kd_temperature": 2.0, "kd_weight": 1.0},
 }
+# the other dataset's training posts, their gold dropped: route u's posts without gold labels
+UNLABELED = {"twitter2015": ["twitter2017:train"], "twitter2017": ["twitter2015:train"]}
 
 
 def _key(r: dict) -> tuple:
@@ -196,10 +201,13 @@ def main() -> None:
 
     def spec(ds: str, route: str, seed: int) -> dict:
         cfg = dict(ROUTES.get(route, {}))
-        if route in ("k", "ka"):
+        if route in ("k", "ka", "u"):
             cfg["distill_from"] = str(teacher_dir(ds))
         cfg.update(use_knowledge=False, teacher_tags=False, conditional_distillation=False)
-        return {**base, "dataset": ds, "condition": route, "seed": seed, "config": cfg}
+        out = {**base, "dataset": ds, "condition": route, "seed": seed, "config": cfg}
+        if route == "u":
+            out["unlabeled"] = UNLABELED[ds]
+        return out
 
     # 2. choose the route on dev, seed 0
     trials = run([spec(ds, r, args.seeds[0]) for ds in args.datasets for r in args.routes])

@@ -190,15 +190,22 @@ class EncoderTagger(nn.Module):
         plain_token_type_ids=None,
         soft_targets=None,
         aux_labels=None,
+        gold_mask=None,
     ):
         """Training loss for a batch. Knowledge-view inputs come first; ``plain_*`` hold the text-only view
         when conditional distillation is on. ``soft_targets`` (a frozen teacher's label scores at the
-        labelled positions) and ``aux_labels`` (the teacher's tags) add the teacher-free students' terms."""
+        labelled positions) and ``aux_labels`` (the teacher's tags) add the teacher-free students' terms.
+        ``gold_mask`` ([batch, 1]; 0 for a post without gold labels) keeps such posts out of the gold loss:
+        they train through the soft targets alone."""
         hidden: list = []
         scores = self.emissions(
             input_ids, attention_mask, token_type_ids, teacher_tag_ids=teacher_tag_ids, hidden_out=hidden
         )
-        loss = self._tag_loss(scores, labels)
+        if gold_mask is None:
+            loss = self._tag_loss(scores, labels)
+        else:
+            rows = gold_mask[:, 0].bool()
+            loss = self._tag_loss(scores[rows], labels[rows]) if rows.any() else scores.sum() * 0.0
         out = {"loss": loss, "task_loss": loss.detach()}
         if soft_targets is not None:
             kd = self._kd(scores[labels != -100], soft_targets)

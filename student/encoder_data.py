@@ -4,6 +4,7 @@ the teacher tags, entity markers for relation pairs, and batching."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -184,6 +185,13 @@ def bio_tags(example: Example, answer: Answer | None = None) -> list[str]:
     return spans_to_tags(len(tokens), [(e.start, e.end, e.type or "MISC") for e in answer.entities])
 
 
+def without_gold(example: Example) -> Example:
+    """The example with its gold answer emptied and its gold tags dropped: a post without labels, so nothing
+    of its gold can reach training."""
+    empty = get_task(example.task).answer_type()
+    return replace(example, gold=empty, meta={k: v for k, v in example.meta.items() if k != "tags"})
+
+
 def collate(features: list[dict], pad_id: int) -> dict:
     """Pad a batch of featurised examples (right padding)."""
     out = {}
@@ -203,9 +211,13 @@ class EncoderDataset(torch.utils.data.Dataset):
         train: bool,
         teacher_answers: dict[str, Answer] | None = None,
         frozen_teacher=None,
+        unlabeled: Sequence[Example] = (),
     ):
-        """``frozen_teacher`` (a ``teacher_free.FrozenTeacher``) adds its own view of each post as ``kd_*``."""
-        self.examples = list(examples)
+        """``frozen_teacher`` (a ``teacher_free.FrozenTeacher``) adds its own view of each post as ``kd_*``.
+        ``unlabeled`` posts (their gold already stripped, see ``without_gold``) follow the labelled ones; with
+        any of them every post carries ``gold_mask`` (1 labelled, 0 not), which keeps them out of the gold
+        loss."""
+        self.examples = list(examples) + list(unlabeled)
         knowledge = knowledge or {}
         answers = teacher_answers or {}
         self.features = [
@@ -214,6 +226,9 @@ class EncoderDataset(torch.utils.data.Dataset):
         if frozen_teacher is not None:
             for f, ex in zip(self.features, self.examples, strict=True):
                 f.update(frozen_teacher.features(ex, knowledge.get(ex.id), answers.get(ex.id)))
+        if unlabeled:
+            for k, f in enumerate(self.features):
+                f["gold_mask"] = [int(k < len(examples))]
 
     def __len__(self) -> int:
         return len(self.features)

@@ -30,6 +30,7 @@ from cotdistill.student.encoder import (
     decode_predictions,
     save_config,
 )
+from cotdistill.student.encoder_data import without_gold
 from cotdistill.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def train_encoder(
     encoder: torch.nn.Module | None = None,
     teacher_answers: dict[str, Answer] | None = None,
     augment_check: Callable[[list[Example]], list[Example]] | None = None,
+    unlabeled_examples: Sequence[Example] = (),
 ) -> tuple[EncoderTagger, EncoderFeaturizer, list[dict]]:
     """Train an encoder student; returns the best model by dev F1, its featurizer and the log history.
 
@@ -147,7 +149,9 @@ def train_encoder(
     answer, read when ``config.teacher_tags``) cover the training and dev examples. ``config.labels`` is
     filled from the training data when empty. ``augment_check`` takes the entity-substituted copies
     (``config.augment_copies``) and returns those to keep (the train stage asks the teacher whether each is
-    plausible). ``tokenizer``/``encoder`` may be given directly (tests build tiny ones); otherwise both load
+    plausible). ``unlabeled_examples`` are posts without gold labels (any gold they carry is dropped): they
+    train through the soft targets of ``config.distill_from`` alone, read with their entries in ``knowledge``
+    and ``teacher_answers``. ``tokenizer``/``encoder`` may be given directly (tests build tiny ones); otherwise both load
     from ``config.model``.
     """
     if not config.labels:
@@ -166,6 +170,21 @@ def train_encoder(
         )
     frozen = None
     train_examples = list(train_examples)
+    unlabeled = [without_gold(ex) for ex in unlabeled_examples]
+    if unlabeled:
+        if not config.distill_from or not config.tagger:
+            raise StudentConfigError(
+                f"{len(unlabeled)} posts without gold labels: they train only through a frozen student's soft "
+                "targets over the post's words, so set distill_from (a tagging task)"
+            )
+        clash = sorted({ex.id for ex in train_examples} & {ex.id for ex in unlabeled})
+        if clash:
+            raise StudentConfigError(
+                f"{len(clash)} posts without gold labels share an id with training posts (first: {clash[0]!r}); "
+                "give them ids of their own"
+            )
+        read = sum(ex.id in (teacher_answers or {}) for ex in unlabeled)
+        logger.info("%d posts without gold labels, %d with a teacher answer", len(unlabeled), read)
     if config.distill_from or config.aux_teacher_tags or config.augment_copies:
         from cotdistill.student.teacher_free import FrozenTeacher, entity_substitution
 
@@ -195,6 +214,7 @@ def train_encoder(
         train=True,
         teacher_answers=teacher_answers,
         frozen_teacher=frozen,
+        unlabeled=unlabeled,
     )
     args = training_arguments(training)
     pad = tokenizer.pad_token_id or 0

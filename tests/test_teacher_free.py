@@ -334,3 +334,88 @@ def test_the_conditional_prompt_depends_on_the_post_and_reloads(tiny, tmp_path):
     assert [p.answer for p in decode_predictions(reloaded, rfeat, exs, None)] == [
         p.answer for p in decode_predictions(model, feat, exs, None)
     ]
+
+
+def test_posts_without_gold_train_through_the_frozen_students_soft_targets_alone(tiny, tmp_path):
+    from dataclasses import replace
+
+    path, tok = tiny
+    exs = examples()
+    labelled, rest = exs[:4], exs[4:]
+    answers = {ex.id: ex.gold for ex in exs}  # the teacher's answers, on every post
+    t_cfg = EncoderConfig(model=path, use_knowledge=False, teacher_tags=True, max_length=40, dropout=0.0)
+    train_encoder(
+        t_cfg, training(tmp_path / "t", epochs=2), exs, exs, None, tokenizer=tok, teacher_answers=answers
+    )
+    teacher_dir = str(tmp_path / "t" / "best")
+    cfg = EncoderConfig(
+        model=path,
+        labels=t_cfg.labels,
+        use_knowledge=False,
+        max_length=40,
+        dropout=0.0,
+        distill_from=teacher_dir,
+    )
+    # gold on the unlabelled posts, made wrong on purpose: none of it may reach training
+    wrong = [
+        replace(ex, gold=EntityAnswer(tuple(replace(e, type="ORG") for e in ex.gold.entities))) for ex in rest
+    ]
+    with pytest.raises(StudentConfigError, match="set distill_from"):
+        train_encoder(
+            replace(cfg, distill_from=""),
+            training(tmp_path / "x"),
+            labelled,
+            labelled,
+            tokenizer=tok,
+            unlabeled_examples=wrong,
+        )
+    with pytest.raises(StudentConfigError, match="share an id"):
+        train_encoder(
+            cfg,
+            training(tmp_path / "x"),
+            labelled,
+            labelled,
+            tokenizer=tok,
+            teacher_answers=answers,
+            unlabeled_examples=[replace(wrong[0], id=labelled[0].id)],
+        )
+
+    from cotdistill.student.encoder_data import without_gold
+
+    feat = EncoderFeaturizer(cfg, tok)
+    frozen = FrozenTeacher(teacher_dir, cfg.labels)
+    stripped = [without_gold(ex) for ex in wrong]
+    assert all(ex.gold.entities == () and "tags" not in ex.meta for ex in stripped)
+    ds = EncoderDataset(
+        feat, labelled, None, train=True, teacher_answers=answers, frozen_teacher=frozen, unlabeled=stripped
+    )
+    assert [f["gold_mask"] for f in ds.features] == [[1]] * len(labelled) + [[0]] * len(rest)
+    model = EncoderTagger(cfg)
+    model.eval()
+    both = collate(ds.features, tok.pad_token_id)
+    soft = frozen.soft_targets(both)
+    out = model(**both, soft_targets=soft)
+    alone = collate(
+        EncoderDataset(feat, labelled, None, train=True, teacher_answers=answers).features, tok.pad_token_id
+    )
+    assert torch.isclose(
+        out["task_loss"], model(**alone)["task_loss"], atol=1e-5
+    )  # gold of labelled posts only
+    only = collate(ds.features[len(labelled) :], tok.pad_token_id)
+    soft = frozen.soft_targets(only)
+    out = model(**only, soft_targets=soft)
+    assert out["task_loss"] == 0 and out["kd_loss"] > 0
+    out["loss"].backward()
+    assert model.head.weight.grad.abs().sum() > 0  # they train through the soft targets
+
+    _, _, history = train_encoder(
+        cfg,
+        training(tmp_path / "s", epochs=1),
+        labelled,
+        labelled,
+        tokenizer=tok,
+        teacher_answers=answers,
+        unlabeled_examples=wrong,
+    )
+    steps = next(h["step"] for h in history if "train_runtime" in h)
+    assert steps == -(-len(exs) // 8)  # every post, labelled or not, once an epoch
