@@ -21,18 +21,29 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import data_dir, minilm_dir, write_result  # noqa: E402
-from teacher_free import Sweep  # noqa: E402
+from teacher_free import UNLABELED, Sweep  # noqa: E402
 
-# condition name -> (epochs, distillation settings or None for text only); names as teacher_free.py's
+# condition name -> (epochs, distillation settings or None for text only); names as teacher_free.py's.
+# "k4t…": distilled from the teacher-tags student trained for 4 epochs (run "t4", kept under
+# --work/teachers4); "u": route u of teacher_free.py (the other dataset's training posts, gold dropped).
+KD = {"kd_temperature": 2.0, "kd_weight": 1.0}
 RUNS = {
     "a": (2, None),
     "a4": (4, None),
     "a6": (6, None),
-    "k4": (4, {"kd_temperature": 2.0, "kd_weight": 1.0}),
+    "k4": (4, KD),
     "k4-T1": (4, {"kd_temperature": 1.0, "kd_weight": 1.0}),
     "k4-T4": (4, {"kd_temperature": 4.0, "kd_weight": 1.0}),
     "k4-w3": (4, {"kd_temperature": 2.0, "kd_weight": 3.0}),
+    "u": (2, KD),
+    "t4": (4, "teacher"),
+    "k4t": (4, KD),
+    "u4t": (2, KD),
 }
+
+
+def teacher_of(name: str) -> str:
+    return "teachers4" if name.startswith("k4t") or name.startswith("u4t") else "teachers"
 
 
 def main() -> None:
@@ -42,16 +53,14 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="teacher_free.py's --work folder")
     parser.add_argument("--dataset", default="twitter2017")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    first = ["a", "a4", "a6", "k4", "k4-T1", "k4-T4", "k4-w3"]  # the runs of the first sweep
+    parser.add_argument("--runs", nargs="+", default=first, choices=list(RUNS))
     parser.add_argument("--out", default=None, help="results name (default: teacher_free_steps_DATASET)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
     args = parser.parse_args()
     work = Path(args.work)
     runs_log = work / "runs.jsonl"
-    teacher = work / "teachers" / args.dataset
-    if not (teacher / "model.safetensors").is_file():
-        sys.exit(f"no frozen teacher at {teacher}: run benchmarks/teacher_free.py --work {work} first")
     base = {
         "model": minilm_dir(),
         "data_dir": str(data_dir()),
@@ -71,10 +80,21 @@ def main() -> None:
     for name in args.runs:
         epochs, kd = RUNS[name]
         config = {"use_knowledge": False}
-        if kd is not None:
-            config.update(kd, distill_from=str(teacher), teacher_tags=False, conditional_distillation=False)
+        extra = {}
+        if kd == "teacher":  # the teacher-tags student itself, kept to distil from
+            config.update(teacher_tags=True, conditional_distillation=False)
+            extra["save_best"] = str(work / "teachers4" / args.dataset)
+        elif kd is not None:
+            frozen = work / teacher_of(name) / args.dataset
+            if not (frozen / "model.safetensors").is_file():
+                sys.exit(f"{name}: no frozen teacher at {frozen}; run t4 (or teacher_free.py) first")
+            config.update(kd, distill_from=str(frozen), teacher_tags=False, conditional_distillation=False)
+        if name.startswith("u"):
+            extra["unlabeled"] = UNLABELED[args.dataset]
         for seed in args.seeds:
-            specs.append({**base, "condition": name, "seed": seed, "epochs": epochs, "config": config})
+            specs.append(
+                {**base, "condition": name, "seed": seed, "epochs": epochs, "config": config, **extra}
+            )
     sweep.run(specs)
     result = {
         "dataset": args.dataset,
@@ -84,7 +104,16 @@ def main() -> None:
     }
     for name in args.runs:
         rs = [sweep.done[(args.dataset, name, seed)] for seed in args.seeds]
-        entry = {"epochs": RUNS[name][0], "distillation": RUNS[name][1]}
+        epochs, kd = RUNS[name]
+        entry = {"epochs": epochs, "distillation": kd if isinstance(kd, dict) else None}
+        if kd == "teacher":
+            entry["what"] = "the teacher-tags student (reads the teacher at test time), kept to distil from"
+        elif kd is not None:
+            entry["frozen_teacher"] = {"teachers": "teacher-tags student, 2 epochs", "teachers4": "4 epochs"}[
+                teacher_of(name)
+            ]
+        if name.startswith("u"):
+            entry["posts_without_gold"] = UNLABELED[args.dataset]
         for split, key in (("dev", "dev_f1"), ("test", "test_f1")):
             entry[key] = [round(r[split]["f1"] * 100, 2) for r in rs]
             entry[f"{key}_mean"] = round(statistics.mean(entry[key]), 2)

@@ -1,6 +1,8 @@
 """Teacher-free encoder students: trained with the teacher's knowledge, run on the post alone.
 
-Three ways in, each a setting of ``EncoderConfig`` for a plain-view student (no knowledge, no teacher tags):
+Three ways in, each a setting of ``EncoderConfig`` for a plain-view student (no knowledge, no teacher tags),
+and a fourth with ``distill_from``: posts without gold labels (``train_encoder(unlabeled_examples=...)``),
+which train through the frozen student's soft targets alone:
 
 - ``distill_from``: a saved encoder student that reads the teacher (its tags or its knowledge text) is
   frozen, and its label distribution on each training post is the soft target of the text-only student:
