@@ -150,6 +150,32 @@ def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
     return out
 
 
+def teacher_train_f1(ds: str, base: dict, folder: Path) -> dict:
+    """F1 of a frozen teacher-tags student on the training posts it was trained on, and on dev: how far its
+    soft targets on the training posts merely repeat the gold tags."""
+    import torch
+
+    from cotdistill.metrics import score_answers
+    from cotdistill.parsing import parse_mner
+    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+    from cotdistill.student.encoder import decode_predictions, load_encoder_student
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    root = Path(base["data_dir"]) / ds
+    model, feat = load_encoder_student(folder)
+    out = {}
+    for split in ("train", "valid"):
+        exs = load_split(ds, root, split).examples
+        al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{split}.txt"))
+        by_id = {ex.id: ex for ex in exs}
+        labels = model.config.labels
+        answers = {i: a for i, t in al.knowledge.items() if (a := parse_mner(t, by_id[i], labels).answer)}
+        preds = decode_predictions(model, feat, exs, {}, teacher_answers=answers)
+        sc = score_answers("mner", [ex.gold for ex in exs], [p.answer for p in preds])
+        out[split] = round(sc["f1"] * 100, 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -355,6 +381,7 @@ def main() -> None:
                     "what": f"teacher-tags student, {2 * args.epochs:g} epochs, seed {args.seeds[0]}",
                     "dev_f1": round(m["t4"]["dev"]["f1"] * 100, 2),
                     "test_f1": round(m["t4"]["test"]["f1"] * 100, 2),
+                    "f1_on_its_training_posts": teacher_train_f1(ds, base, teacher_dir(ds, 4))["train"],
                 },
             }
             head["gain_mean"] = round(
