@@ -334,7 +334,7 @@ def main() -> None:
             "method": chosen[ds],
             "method_settings": spec(ds, chosen[ds], 0)["config"]
             | {"distill_from": "teacher-tags student, seed 0"}
-            if chosen[ds] in ("k", "ka")
+            if chosen[ds] in ("k", "ka", "u")
             else spec(ds, chosen[ds], 0)["config"],
             "text_only": f1s(text, "test"),
             "teacher_free": f1s(mine, "test"),
