@@ -104,3 +104,19 @@ def write_result(name: str, result: dict, command: str) -> Path:
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out.relative_to(REPO)}")
     return out
+
+
+def pgim_answers(root: Path, split: str, examples, labels) -> tuple[dict, dict, int]:
+    """PGIM's ChatGPT knowledge for ``examples`` (one split, files under ``root/pgim``): (example id → its
+    text, example id → the answer parsed from it onto ``labels``, the number of examples without knowledge)."""
+    from cotdistill.parsing import parse_mner
+    from cotdistill.readers import align_knowledge, read_pgim_knowledge
+
+    al = align_knowledge(examples, read_pgim_knowledge(Path(root) / "pgim" / f"{split}.txt"))
+    by_id = {ex.id: ex for ex in examples}
+    answers = {}
+    for ex_id, text in al.knowledge.items():
+        parsed = parse_mner(text, by_id[ex_id], labels)
+        if parsed.answer is not None:
+            answers[ex_id] = parsed.answer
+    return al.knowledge, answers, len(al.missing_examples)

@@ -32,6 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import pgim_answers  # noqa: E402
+
 RUNS_LOG: str | None = None
 CONDITIONS = {
     "a": {"use_knowledge": False, "conditional_distillation": False},
@@ -55,8 +58,7 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from cotdistill.eval.scoring import score_answers
-    from cotdistill.parsing import parse_mner
-    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+    from cotdistill.readers import load_split
     from cotdistill.student.encoder import EncoderConfig, decode_predictions
     from cotdistill.student.train import EncoderTrainingConfig, train_encoder
 
@@ -70,18 +72,10 @@ def run_one(spec: dict) -> dict:
     labels = sorted({e.type for ex in splits["train"] for e in ex.gold.entities}) if task == "mner" else []
     if (root / "pgim").is_dir():
         for s, exs in splits.items():
-            al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{s}.txt"))
-            knowledge.update(al.knowledge)
-            by_id = {ex.id: ex for ex in exs}
-            for ex_id, text in al.knowledge.items():
-                parsed = parse_mner(text, by_id[ex_id], labels)
-                if parsed.answer is not None:
-                    teacher_answers[ex_id] = parsed.answer
-            coverage[s] = {
-                "matched": len(al.knowledge),
-                "missing": len(al.missing_examples),
-                "teacher_answers": sum(ex.id in teacher_answers for ex in exs),
-            }
+            texts, answers, missing = pgim_answers(root, s, exs, labels)
+            knowledge.update(texts)
+            teacher_answers.update(answers)
+            coverage[s] = {"matched": len(texts), "missing": missing, "teacher_answers": len(answers)}
     elif spec["condition"] != "a":
         raise SystemExit(
             f"{spec['dataset']} has no teacher knowledge here: only condition a (text only) applies"
@@ -94,17 +88,10 @@ def run_one(spec: dict) -> dict:
             dataclasses.replace(ex, id=f"{o_name}:{o_split}:{ex.id}")
             for ex in load_split(o_name, o_root, o_split).examples
         ]
-        al = align_knowledge(o_exs, read_pgim_knowledge(o_root / "pgim" / f"{o_split}.txt"))
-        knowledge.update(al.knowledge)
-        by_id = {ex.id: ex for ex in o_exs}
-        for ex_id, text in al.knowledge.items():
-            parsed = parse_mner(text, by_id[ex_id], labels)  # mapped onto this dataset's types
-            if parsed.answer is not None:
-                teacher_answers[ex_id] = parsed.answer
-        coverage[f"unlabeled {other}"] = {
-            "posts": len(o_exs),
-            "teacher_answers": sum(ex.id in teacher_answers for ex in o_exs),
-        }
+        texts, answers, _ = pgim_answers(o_root, o_split, o_exs, labels)  # onto this dataset's types
+        knowledge.update(texts)
+        teacher_answers.update(answers)
+        coverage[f"unlabeled {other}"] = {"posts": len(o_exs), "teacher_answers": len(answers)}
         unlabeled += o_exs
     cfg = EncoderConfig(
         model=spec["model"],

@@ -46,7 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import encoder_quality as eq  # noqa: E402
-from common import data_dir, minilm_dir  # noqa: E402
+from common import data_dir, minilm_dir, pgim_answers  # noqa: E402
 
 ROUTES = {
     "k": {"kd_temperature": 2.0, "kd_weight": 1.0},
@@ -109,8 +109,7 @@ def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
     call per post), measured here with the saved teacher-tags student, one process, batch 64."""
     import torch
 
-    from cotdistill.parsing import parse_mner
-    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+    from cotdistill.readers import load_split
     from cotdistill.student.encoder import EncoderTagger, decode_predictions, load_encoder_student
 
     torch.set_num_threads(os.cpu_count() or 2)
@@ -120,9 +119,7 @@ def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
         test = load_split(ds, root, "test").examples
         model, feat = load_encoder_student(teacher_dir(ds))
         labels = model.config.labels
-        al = align_knowledge(test, read_pgim_knowledge(root / "pgim" / "test.txt"))
-        by_id = {ex.id: ex for ex in test}
-        answers = {i: a for i, t in al.knowledge.items() if (a := parse_mner(t, by_id[i], labels).answer)}
+        _, answers, _ = pgim_answers(root, "test", test, labels)
         plain = EncoderTagger(model.config.__class__(**{**vars(model.config), "teacher_tags": False}))
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("tag_")})
         timing = {}
@@ -156,8 +153,7 @@ def teacher_train_f1(ds: str, base: dict, folder: Path) -> dict:
     import torch
 
     from cotdistill.metrics import score_answers
-    from cotdistill.parsing import parse_mner
-    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+    from cotdistill.readers import load_split
     from cotdistill.student.encoder import decode_predictions, load_encoder_student
 
     torch.set_num_threads(os.cpu_count() or 2)
@@ -166,10 +162,7 @@ def teacher_train_f1(ds: str, base: dict, folder: Path) -> dict:
     out = {}
     for split in ("train", "valid"):
         exs = load_split(ds, root, split).examples
-        al = align_knowledge(exs, read_pgim_knowledge(root / "pgim" / f"{split}.txt"))
-        by_id = {ex.id: ex for ex in exs}
-        labels = model.config.labels
-        answers = {i: a for i, t in al.knowledge.items() if (a := parse_mner(t, by_id[i], labels).answer)}
+        _, answers, _ = pgim_answers(root, split, exs, model.config.labels)
         preds = decode_predictions(model, feat, exs, {}, teacher_answers=answers)
         sc = score_answers("mner", [ex.gold for ex in exs], [p.answer for p in preds])
         out[split] = round(sc["f1"] * 100, 2)
