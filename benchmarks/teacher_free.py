@@ -59,6 +59,12 @@ ROUTES = {
 UNLABELED = {"twitter2015": ["twitter2017:train"], "twitter2017": ["twitter2015:train"]}
 
 
+def teacher_folder(work: Path, ds: str, long: bool = False) -> Path:
+    """Where the frozen teacher-tags student (seed 0) is kept: trained for the sweep's epochs, or (``long``)
+    for twice as many."""
+    return work / ("teachers4" if long else "teachers") / ds
+
+
 def _key(r: dict) -> tuple:
     return (r["dataset"], r["condition"], r["seed"])
 
@@ -147,9 +153,9 @@ def test_cost(datasets: list[str], base: dict, teacher_dir) -> dict:
     return out
 
 
-def teacher_train_f1(ds: str, base: dict, folder: Path) -> dict:
-    """F1 of a frozen teacher-tags student on the training posts it was trained on, and on dev: how far its
-    soft targets on the training posts merely repeat the gold tags."""
+def teacher_train_f1(ds: str, base: dict, folder: Path) -> float:
+    """F1 of a frozen teacher-tags student on the training posts it was trained on: how far its soft targets
+    there merely repeat the gold tags."""
     import torch
 
     from cotdistill.metrics import score_answers
@@ -159,14 +165,10 @@ def teacher_train_f1(ds: str, base: dict, folder: Path) -> dict:
     torch.set_num_threads(os.cpu_count() or 2)
     root = Path(base["data_dir"]) / ds
     model, feat = load_encoder_student(folder)
-    out = {}
-    for split in ("train", "valid"):
-        exs = load_split(ds, root, split).examples
-        _, answers, _ = pgim_answers(root, split, exs, model.config.labels)
-        preds = decode_predictions(model, feat, exs, {}, teacher_answers=answers)
-        sc = score_answers("mner", [ex.gold for ex in exs], [p.answer for p in preds])
-        out[split] = round(sc["f1"] * 100, 2)
-    return out
+    exs = load_split(ds, root, "train").examples
+    _, answers, _ = pgim_answers(root, "train", exs, model.config.labels)
+    preds = decode_predictions(model, feat, exs, {}, teacher_answers=answers)
+    return round(score_answers("mner", [ex.gold for ex in exs], [p.answer for p in preds])["f1"] * 100, 2)
 
 
 def main() -> None:
@@ -219,8 +221,8 @@ def main() -> None:
     done, run = sweep.done, sweep.run
     t0 = time.perf_counter()
 
-    def teacher_dir(ds: str, epochs_x2: int = 2) -> Path:  # 4: the teacher trained for twice the epochs
-        return work / ("teachers4" if epochs_x2 == 4 else "teachers") / ds
+    def teacher_dir(ds: str, long: bool = False) -> Path:
+        return teacher_folder(work, ds, long)
 
     # 1. the frozen teachers: the teacher-tags student, seed 0
     run(
@@ -278,13 +280,13 @@ def main() -> None:
     if args.matched:
         twice = 2 * args.epochs
         for ds in args.datasets:  # a kept run whose teacher folder is gone is made again
-            if not (teacher_dir(ds, 4) / "model.safetensors").is_file():
+            if not (teacher_dir(ds, long=True) / "model.safetensors").is_file():
                 done.pop((ds, "t4", args.seeds[0]), None)
         cfg_t = {"use_knowledge": False, "teacher_tags": True, "conditional_distillation": False}
         t4 = run(
             [
                 {**base, "dataset": ds, "condition": "t4", "seed": args.seeds[0], "epochs": twice}
-                | {"config": cfg_t, "save_best": str(teacher_dir(ds, 4))}
+                | {"config": cfg_t, "save_best": str(teacher_dir(ds, long=True))}
                 for ds in args.datasets
             ]
         )
@@ -295,7 +297,7 @@ def main() -> None:
                 | {
                     "config": {"use_knowledge": False}
                     if c == "a4"
-                    else kd | {"distill_from": str(teacher_dir(ds, 4))}
+                    else kd | {"distill_from": str(teacher_dir(ds, long=True))}
                 }
                 for ds in args.datasets
                 for c in ("a4", "k4t")
@@ -374,7 +376,7 @@ def main() -> None:
                     "what": f"teacher-tags student, {2 * args.epochs:g} epochs, seed {args.seeds[0]}",
                     "dev_f1": round(m["t4"]["dev"]["f1"] * 100, 2),
                     "test_f1": round(m["t4"]["test"]["f1"] * 100, 2),
-                    "f1_on_its_training_posts": teacher_train_f1(ds, base, teacher_dir(ds, 4))["train"],
+                    "f1_on_its_training_posts": teacher_train_f1(ds, base, teacher_dir(ds, long=True)),
                 },
             }
             head["gain_mean"] = round(

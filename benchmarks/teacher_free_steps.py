@@ -21,29 +21,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import data_dir, minilm_dir, write_result  # noqa: E402
-from teacher_free import UNLABELED, Sweep  # noqa: E402
+from teacher_free import UNLABELED, Sweep, teacher_folder  # noqa: E402
 
-# condition name -> (epochs, distillation settings or None for text only); names as teacher_free.py's.
-# "k4t…": distilled from the teacher-tags student trained for 4 epochs (run "t4", kept under
-# --work/teachers4); "u": route u of teacher_free.py (the other dataset's training posts, gold dropped).
+# condition name -> (epochs, distillation settings or None for text only, distilled from the teacher trained
+# for 4 epochs); names as teacher_free.py's. "u…": route u of teacher_free.py (the other dataset's training
+# posts, gold dropped).
 KD = {"kd_temperature": 2.0, "kd_weight": 1.0}
 RUNS = {
-    "a": (2, None),
-    "a4": (4, None),
-    "a6": (6, None),
-    "k4": (4, KD),
-    "k4-T1": (4, {"kd_temperature": 1.0, "kd_weight": 1.0}),
-    "k4-T4": (4, {"kd_temperature": 4.0, "kd_weight": 1.0}),
-    "k4-w3": (4, {"kd_temperature": 2.0, "kd_weight": 3.0}),
-    "u": (2, KD),
-    "t4": (4, "teacher"),
-    "k4t": (4, KD),
-    "u4t": (2, KD),
+    "a": (2, None, False),
+    "a4": (4, None, False),
+    "a6": (6, None, False),
+    "k4": (4, KD, False),
+    "k4-T1": (4, {"kd_temperature": 1.0, "kd_weight": 1.0}, False),
+    "k4-T4": (4, {"kd_temperature": 4.0, "kd_weight": 1.0}, False),
+    "k4-w3": (4, {"kd_temperature": 2.0, "kd_weight": 3.0}, False),
+    "u": (2, KD, False),
+    "k4t": (4, KD, True),
+    "u4t": (2, KD, True),
 }
-
-
-def teacher_of(name: str) -> str:
-    return "teachers4" if name.startswith("k4t") or name.startswith("u4t") else "teachers"
+# the teacher-tags student for 4 epochs, kept (teacher_folder(..., long=True)) to distil from
+TEACHER_RUNS = {"t4": 4}
 
 
 def main() -> None:
@@ -54,7 +51,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="twitter2017")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     first = ["a", "a4", "a6", "k4", "k4-T1", "k4-T4", "k4-w3"]  # the runs of the first sweep
-    parser.add_argument("--runs", nargs="+", default=first, choices=list(RUNS))
+    parser.add_argument("--runs", nargs="+", default=first, choices=[*RUNS, *TEACHER_RUNS])
     parser.add_argument("--out", default=None, help="results name (default: teacher_free_steps_DATASET)")
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--reuse", nargs="*", default=[], help="encoder_quality results with text-only runs")
@@ -78,19 +75,25 @@ def main() -> None:
     )
     specs = []
     for name in args.runs:
-        epochs, kd = RUNS[name]
-        config = {"use_knowledge": False}
-        extra = {}
-        if kd == "teacher":  # the teacher-tags student itself, kept to distil from
+        config, extra = {"use_knowledge": False}, {}
+        if name in TEACHER_RUNS:  # the teacher-tags student itself, kept to distil from
+            epochs = TEACHER_RUNS[name]
+            folder = teacher_folder(work, args.dataset, long=True)
+            if not (folder / "model.safetensors").is_file():  # a kept run whose folder is gone is made again
+                sweep.done.pop((args.dataset, name, args.seeds[0]), None)
             config.update(teacher_tags=True, conditional_distillation=False)
-            extra["save_best"] = str(work / "teachers4" / args.dataset)
-        elif kd is not None:
-            frozen = work / teacher_of(name) / args.dataset
-            if not (frozen / "model.safetensors").is_file():
-                sys.exit(f"{name}: no frozen teacher at {frozen}; run t4 (or teacher_free.py) first")
-            config.update(kd, distill_from=str(frozen), teacher_tags=False, conditional_distillation=False)
-        if name.startswith("u"):
-            extra["unlabeled"] = UNLABELED[args.dataset]
+            extra["save_best"] = str(folder)
+        else:
+            epochs, kd, long = RUNS[name]
+            if kd is not None:
+                frozen = teacher_folder(work, args.dataset, long)
+                if not (frozen / "model.safetensors").is_file():
+                    sys.exit(f"{name}: no frozen teacher at {frozen}; run t4 (or teacher_free.py) first")
+                config.update(
+                    kd, distill_from=str(frozen), teacher_tags=False, conditional_distillation=False
+                )
+            if name.startswith("u"):
+                extra["unlabeled"] = UNLABELED[args.dataset]
         for seed in args.seeds:
             specs.append(
                 {**base, "condition": name, "seed": seed, "epochs": epochs, "config": config, **extra}
@@ -104,14 +107,14 @@ def main() -> None:
     }
     for name in args.runs:
         rs = [sweep.done[(args.dataset, name, seed)] for seed in args.seeds]
-        epochs, kd = RUNS[name]
-        entry = {"epochs": epochs, "distillation": kd if isinstance(kd, dict) else None}
-        if kd == "teacher":
+        if name in TEACHER_RUNS:
+            entry = {"epochs": TEACHER_RUNS[name], "distillation": None}
             entry["what"] = "the teacher-tags student (reads the teacher at test time), kept to distil from"
-        elif kd is not None:
-            entry["frozen_teacher"] = {"teachers": "teacher-tags student, 2 epochs", "teachers4": "4 epochs"}[
-                teacher_of(name)
-            ]
+        else:
+            epochs, kd, long = RUNS[name]
+            entry = {"epochs": epochs, "distillation": kd}
+            if kd is not None:
+                entry["frozen_teacher"] = "4 epochs" if long else "teacher-tags student, 2 epochs"
         if name.startswith("u"):
             entry["posts_without_gold"] = UNLABELED[args.dataset]
         for split, key in (("dev", "dev_f1"), ("test", "test_f1")):
