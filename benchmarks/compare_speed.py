@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import pin_one_core, write_result
 
-from cotdistill.cli import main as cli
+from cotdistill.run.cli import main as cli
 from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Usage
 
 TYPES = ["PER", "LOC", "ORG", "OTHER"]

@@ -32,7 +32,7 @@ def judge(examples, out: Path, model: Path) -> dict:
     """Each example's verdict (True, False or None when unreadable or failed) from SmolLM2 on vLLM."""
     from cotdistill.distill.backends import Sampling, make_backend
     from cotdistill.prompts import PromptLibrary
-    from cotdistill.stages.student import judge_plausibility
+    from cotdistill.run.stages.student import judge_plausibility
     from cotdistill.student.teacher_free import parse_plausible
     from cotdistill.tasks import TaskSpec
 

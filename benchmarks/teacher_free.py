@@ -158,7 +158,7 @@ def teacher_train_f1(ds: str, base: dict, folder: Path) -> float:
     there merely repeat the gold tags."""
     import torch
 
-    from cotdistill.metrics import score_answers
+    from cotdistill.tasks import score_answers
     from cotdistill.readers import load_split
     from cotdistill.student.encoder import decode_predictions, load_encoder_student
 

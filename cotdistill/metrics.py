@@ -12,14 +12,12 @@ Which items an answer holds is the task plug-in's to say (``cotdistill.tasks``).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cotdistill.errors import InputError
-from cotdistill.records import Answer, RelationAnswer
+from cotdistill.records import RelationAnswer, is_no_relation, value_key
 from cotdistill.tags import tags_to_spans
-from cotdistill.tasks.base import is_no_relation, value_key
 
 
 @dataclass(slots=True)
@@ -154,26 +152,6 @@ def relation_label_pairs(gold: RelationAnswer, pred: RelationAnswer | None) -> l
         (r.label, predicted.get(((r.head.start, r.head.end), (r.tail.start, r.tail.end))))
         for r in gold.relations
     ]
-
-
-def score_answers(task: str, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
-    """Score aligned gold and predicted answers of one task; a None prediction counts as an empty answer."""
-    from cotdistill.tasks import get_task
-
-    if len(gold) != len(pred):
-        raise InputError(f"{len(gold)} gold answers but {len(pred)} predictions")
-    return get_task(task).score(gold, pred)
-
-
-def label_counts(task: str, answers: Iterable[Answer]) -> Counter:
-    """How many entities per type, relations per label or values per attribute the answers hold."""
-    from cotdistill.tasks import get_task
-
-    plugin = get_task(task)
-    counts: Counter = Counter()
-    for a in answers:
-        counts.update(plugin.labels_of(a))
-    return counts
 
 
 def set_f1(gold: set, pred: set) -> float:

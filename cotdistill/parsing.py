@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cotdistill.records import (
@@ -160,10 +161,19 @@ class ParsedAnswer:
     unaligned: list[str]  # mentions whose text matched no token span
 
 
+UNMAPPED_TYPES = ("misc", "drop")
+
+
 def map_type(
-    free: str, labels: Sequence[str], synonyms: Mapping[str, Sequence[str]] = DEFAULT_TYPE_SYNONYMS
+    free: str,
+    labels: Sequence[str],
+    synonyms: Mapping[str, Sequence[str]] = DEFAULT_TYPE_SYNONYMS,
+    unmapped: str = "misc",
 ) -> str | None:
-    """Map a free-text type (``person/handle``, ``city``, ``B-PER``) to one of ``labels``, or None."""
+    """Map a free-text type (``person/handle``, ``city``, ``B-PER``) to one of ``labels``, or None.
+
+    A type that maps to no label becomes the dataset's miscellaneous label (``unmapped="misc"``), or None
+    (``"drop"``: the mention is left out, which trades recall for precision, e.g. for silver labels)."""
     by_upper = {label.upper(): label for label in labels}
     parts = [p.strip().lower() for p in re.split(r"[/,|;]| or ", free) if p.strip()]
     for part in parts:
@@ -176,6 +186,8 @@ def map_type(
                 part in words or any(w == part.split()[-1] for w in words if " " not in w)
             ):
                 return by_upper[label.upper()]
+    if unmapped == "drop":
+        return None
     misc = next((by_upper[m] for m in _MISC_LABELS if m in by_upper), None)
     return misc if parts else None
 
@@ -236,13 +248,49 @@ def _mentions_from_json(obj) -> list[tuple[str, str]] | None:
     return out
 
 
+def normal_type(free: str) -> str:
+    """A free-text type as a type map keys it: lower case, single spaces."""
+    return " ".join(free.lower().split())
+
+
+def learn_type_map(
+    answered: Iterable[tuple[str, Example]],
+    labels: Sequence[str],
+    min_count: int = 2,
+    min_share: float = 0.5,
+) -> dict[str, str]:
+    """How a teacher's free-text types map to the dataset's labels, learned from labelled posts.
+
+    ``answered`` holds (the teacher's raw answer, the labelled post). Each mention the teacher wrote is
+    aligned to the post's tokens and counted under the gold label of that span ("" where gold has no entity
+    there). A type seen at least ``min_count`` times whose commonest outcome has at least ``min_share`` of
+    them maps to it: a label, or "" (the teacher's mentions of that type are mostly not entities). Types not
+    in the map fall back to the synonym table (``map_type``)."""
+    counts: dict[str, Counter] = {}
+    for raw, example in answered:
+        parsed = parse_mner(raw, example, labels)
+        gold = {(e.start, e.end): e.type for e in example.gold.entities}  # type: ignore[union-attr]
+        for surface, free in parsed.mentions:
+            for span in align_mention(example.tokens or (), surface.strip().strip("\"'“”")):
+                counts.setdefault(normal_type(free), Counter())[gold.get(span, "")] += 1
+    learned = {}
+    for free, c in counts.items():
+        outcome, n = c.most_common(1)[0]
+        if sum(c.values()) >= min_count and n / sum(c.values()) >= min_share:
+            learned[free] = outcome
+    return learned
+
+
 def parse_mner(
     raw: str,
     example: Example,
     labels: Sequence[str],
     synonyms: Mapping[str, Sequence[str]] = DEFAULT_TYPE_SYNONYMS,
+    unmapped: str = "misc",
+    type_map: Mapping[str, str] | None = None,
 ) -> ParsedAnswer:
-    """Parse an MNER answer for ``example`` (whose tokens the mentions are aligned to)."""
+    """Parse an MNER answer for ``example`` (whose tokens the mentions are aligned to); ``unmapped`` as in
+    ``map_type``. ``type_map`` (``learn_type_map``) is asked first: a type it maps to "" is left out."""
     if example.tokens is None:
         return ParsedAnswer(None, None, "the example has no tokens to align mentions to", [], [])
     text = raw or ""
@@ -276,7 +324,8 @@ def parse_mner(
     unaligned = []
     for surface, free_type in mentions:
         surface = surface.strip().strip("\"'“”")
-        label = map_type(free_type, labels, synonyms)
+        learned = (type_map or {}).get(normal_type(free_type))
+        label = (learned or None) if learned is not None else map_type(free_type, labels, synonyms, unmapped)
         spans = align_mention(example.tokens, surface)
         if not spans or label is None:
             unaligned.append(surface)
@@ -391,12 +440,3 @@ def parse_mae(
             AttributeValue(label, example.text[span[0] : span[1]] if at >= 0 else value.strip(), *span)
         )
     return AttributeAnswer(tuple(values)), rationale, None
-
-
-def parse_answer(
-    task: str, raw: str, example: Example, labels: Sequence[str], none_label: str | None = None
-) -> tuple:
-    """Any task's parser: ``(answer or None, rationale, error or None)``; never raises on model output."""
-    from cotdistill.tasks import get_task
-
-    return get_task(task).parse(raw, example, labels, none_label)

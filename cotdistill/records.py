@@ -309,3 +309,13 @@ class Prediction:
             parse_error=obj.get("parse_error"),
             usage=Usage.from_dict(usage) if usage is not None else None,
         )
+
+
+def is_no_relation(label: str | None) -> bool:
+    """MNRE v2 writes ``None``, v1 ``none``: both (and a missing label) mean no relation."""
+    return label is None or label.strip().lower() == "none"
+
+
+def value_key(v) -> tuple:
+    """An attribute value as scored: attribute, value (case- and space-insensitive), span."""
+    return (v.attribute, v.value.strip().lower(), v.start, v.end)

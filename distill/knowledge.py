@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.distill.backends import Generation
 from cotdistill.errors import PathExistsError
 from cotdistill.metrics import set_f1
-from cotdistill.parsing import parse_answer
 from cotdistill.prompts import PromptLibrary
-from cotdistill.records import Example
-from cotdistill.tasks import TaskSpec, answer_items
+from cotdistill.records import Answer, Example
+from cotdistill.tasks import TaskSpec, answer_items, parse_answer
 
 
 @dataclass(slots=True)
@@ -70,6 +69,7 @@ def build_knowledge(
     *,
     answer_template: str | None = None,
     use_gold: bool = True,
+    gold_ids: Collection[str] | None = None,
     min_f1: float = 1.0,
     min_agreement: float = 0.0,
 ) -> KnowledgeReport:
@@ -79,81 +79,129 @@ def build_knowledge(
         answer_template: the template whose samples give the answer (default ``<task>.answer``); with
             replayed knowledge that mixes answer and rationale (PGIM), name its template here.
         use_gold: filter by agreement with gold; turn off for data whose gold must not be used (test).
+        gold_ids: with ``use_gold``, read gold only for these examples (the labelled posts of a few-label
+            run); the others are kept or dropped without it.
     """
     answer_template = answer_template or f"{spec.name}.answer"
+    by_example = _by_example(generations, library)
+    report = KnowledgeReport([])
+    for ex in examples:
+        record = _example_knowledge(
+            ex,
+            by_example.get(ex.id, []),
+            spec,
+            answer_template,
+            report.counts,
+            use_gold=use_gold and (gold_ids is None or ex.id in gold_ids),
+            min_f1=min_f1,
+            min_agreement=min_agreement,
+        )
+        report.records.append(record)
+        report.counts["kept" if record.reason is None else f"dropped: {record.reason}"] += 1
+    return report
+
+
+def _by_example(generations: Sequence[Generation], library: PromptLibrary) -> dict[str, list[Generation]]:
+    """Each example's generations in a fixed order: by template (the library's names sorted, unknown
+    templates last), then by sample, so that 'the first sample' of a grain is the same on every run."""
+    order = {name: k for k, name in enumerate(sorted(library.templates))}
     by_example: dict[str, list[Generation]] = {}
     for g in generations:
         by_example.setdefault(g.example_id, []).append(g)
-    order = {name: k for k, name in enumerate(sorted(library.templates))}
-    report = KnowledgeReport([])
-    for ex in examples:
-        gens = sorted(
-            by_example.get(ex.id, []), key=lambda g: (order.get(g.template, 1 << 30), g.template, g.sample)
-        )
-        if not gens:
-            report.records.append(
-                KnowledgeRecord(ex.id, False, "no generations", "", {}, None, None, None, 0)
+    return {
+        example_id: sorted(gens, key=lambda g: (order.get(g.template, 1 << 30), g.template, g.sample))
+        for example_id, gens in by_example.items()
+    }
+
+
+def _example_knowledge(
+    ex: Example,
+    gens: list[Generation],
+    spec: TaskSpec,
+    answer_template: str,
+    counts: Counter,
+    *,
+    use_gold: bool,
+    min_f1: float,
+    min_agreement: float,
+) -> KnowledgeRecord:
+    """One example's record: its answer samples voted, its grains joined, and why it is dropped, if it is;
+    what is lost on the way (failed generations, unparsable answers, duplicates) is counted into
+    ``counts``."""
+    if not gens:
+        return KnowledgeRecord(ex.id, False, "no generations", "", {}, None, None, None, 0)
+    counts["generations failed"] += sum(g.error is not None for g in gens)
+    answers = _parsed_answers(ex, gens, spec, answer_template, counts)
+    grains, seen = _rationale_grains(gens, answer_template, counts)
+    voted = agreement = f1 = None
+    if answers:
+        votes = Counter(items for items, _, _ in answers)
+        winner, count = votes.most_common(1)[0]
+        agreement = count / len(answers)
+        voted = next(a for items, a, _ in answers if items == winner)
+        # The winning sample's whole text (answer and reasoning) is knowledge too, as in PGIM's recipe.
+        winning_text = next(text for items, _, text in answers if items == winner).strip()
+        if winning_text not in seen:
+            grains[answer_template] = winning_text
+        if use_gold:
+            f1 = set_f1(set(answer_items(spec.name, ex.gold)), set(winner))
+    reason = None
+    if answer_template in {g.template for g in gens} and not answers:
+        reason = "answer unparsable"
+    elif use_gold and f1 is not None and f1 < min_f1:
+        reason = "answer disagrees with gold"
+    elif agreement is not None and agreement < min_agreement:
+        reason = "low self-consistency"
+    elif not grains:
+        reason = "no usable text"
+    knowledge = "\n".join(grains[t] for t in grains)
+    return KnowledgeRecord(
+        ex.id,
+        reason is None,
+        reason,
+        knowledge,
+        grains,
+        voted.to_dict() if voted else None,
+        agreement,
+        f1,
+        len(gens),
+    )
+
+
+def _parsed_answers(
+    ex: Example, gens: list[Generation], spec: TaskSpec, answer_template: str, counts: Counter
+) -> list[tuple[frozenset, Answer, str | None]]:
+    """(answer items, parsed answer, raw text) of each answer sample that parses; the others are counted."""
+    answers = []
+    for g in gens:
+        if g.template == answer_template and g.error is None:
+            parsed, _, error = parse_answer(
+                spec.name, g.text or "", ex, spec.labels, spec.none_label, spec.type_map, spec.unmapped
             )
-            report.counts["dropped: no generations"] += 1
+            if error is not None:
+                counts["answer parse failures"] += 1
+                continue
+            answers.append((frozenset(answer_items(spec.name, parsed)), parsed, g.text))
+    return answers
+
+
+def _rationale_grains(
+    gens: list[Generation], answer_template: str, counts: Counter
+) -> tuple[dict[str, str], set[str]]:
+    """The first successful, non-empty, non-duplicate text of each rationale template (template → text), and
+    every distinct text seen. A text seen before, from any template or sample, is counted and dropped."""
+    grains: dict[str, str] = {}
+    seen: set[str] = set()
+    for g in gens:
+        if g.template == answer_template or g.error is not None or not (g.text or "").strip():
             continue
-        failed = [g for g in gens if g.error is not None]
-        report.counts["generations failed"] += len(failed)
-        # Answer samples: parse and vote.
-        answers = []
-        for g in gens:
-            if g.template == answer_template and g.error is None:
-                parsed, _, error = parse_answer(spec.name, g.text or "", ex, spec.labels, spec.none_label)
-                if error is not None:
-                    report.counts["answer parse failures"] += 1
-                    continue
-                answers.append((frozenset(answer_items(spec.name, parsed)), parsed, g.text))
-        grains: dict[str, str] = {}
-        seen: set[str] = set()
-        for g in gens:
-            if g.template == answer_template or g.error is not None or not (g.text or "").strip():
-                continue
-            text = g.text.strip()  # type: ignore[union-attr]
-            if text in seen:
-                report.counts["duplicate rationales dropped"] += 1
-                continue
-            seen.add(text)
-            grains.setdefault(g.template, text)
-        voted = agreement = f1 = None
-        if answers:
-            votes = Counter(items for items, _, _ in answers)
-            winner, count = votes.most_common(1)[0]
-            agreement = count / len(answers)
-            voted = next(a for items, a, _ in answers if items == winner)
-            # The winning sample's whole text (answer and reasoning) is knowledge too, as in PGIM's recipe.
-            winning_text = next(text for items, _, text in answers if items == winner).strip()
-            if winning_text not in seen:
-                grains[answer_template] = winning_text
-            if use_gold:
-                f1 = set_f1(set(answer_items(spec.name, ex.gold)), set(winner))
-        reason = None
-        if answer_template in {g.template for g in gens} and not answers:
-            reason = "answer unparsable"
-        elif use_gold and f1 is not None and f1 < min_f1:
-            reason = "answer disagrees with gold"
-        elif agreement is not None and agreement < min_agreement:
-            reason = "low self-consistency"
-        elif not grains:
-            reason = "no usable text"
-        knowledge = "\n".join(grains[t] for t in grains)
-        record = KnowledgeRecord(
-            ex.id,
-            reason is None,
-            reason,
-            knowledge,
-            grains,
-            voted.to_dict() if voted else None,
-            agreement,
-            f1,
-            len(gens),
-        )
-        report.records.append(record)
-        report.counts["kept" if reason is None else f"dropped: {reason}"] += 1
-    return report
+        text = g.text.strip()  # type: ignore[union-attr]
+        if text in seen:
+            counts["duplicate rationales dropped"] += 1
+            continue
+        seen.add(text)
+        grains.setdefault(g.template, text)
+    return grains, seen
 
 
 def export_knowledge(

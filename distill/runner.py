@@ -20,6 +20,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,6 +270,41 @@ def pending_requests(
     return pending
 
 
+@contextmanager
+def locked_run(
+    out_dir: str | os.PathLike,
+    examples: Sequence[Example],
+    template_names: Sequence[str],
+    library: PromptLibrary,
+    model: str,
+    sampling: Sampling,
+    samples: int | Mapping[str, int],
+    retry_failed: bool,
+    limit: int | None,
+) -> Iterator[tuple[ShardStore, RunStats, list[tuple[str, Example, TemplateInfo, int]]]]:
+    """The set-up of every generation run (``run_generation`` here, ``run_generation_ray`` in ``scale``):
+    the teacher folder's lock, held until the block ends so that two runs never make the same request; its
+    shards read; the requests planned, finished ones skipped and counted. Yields the store, this run's
+    stats and the requests still to make."""
+    # Before the lock: an unknown template name fails without touching the folder.
+    templates = [library.get(n) for n in template_names]
+    with exclusive(out_dir, "the teacher"):
+        store = ShardStore(out_dir)
+        stats = RunStats()
+        pending = pending_requests(
+            examples,
+            templates,
+            model,
+            sampling,
+            samples,
+            store,
+            stats,
+            retry_failed=retry_failed,
+            limit=limit,
+        )
+        yield store, stats, pending
+
+
 def make_request(
     library: PromptLibrary,
     spec: TaskSpec,
@@ -402,21 +438,9 @@ def run_generation(
 ) -> RunStats:
     """Make every missing generation; return what this run did. See the module docstring for guarantees."""
     sampling = sampling or Sampling()
-    templates = [library.get(n) for n in template_names]
-    with exclusive(out_dir, "the teacher"):
-        store = ShardStore(out_dir)
-        stats = RunStats()
-        pending = pending_requests(
-            examples,
-            templates,
-            backend.model,
-            sampling,
-            samples,
-            store,
-            stats,
-            retry_failed=retry_failed,
-            limit=limit,
-        )
+    with locked_run(
+        out_dir, examples, template_names, library, backend.model, sampling, samples, retry_failed, limit
+    ) as (store, stats, pending):
         if not pending:
             return stats
         backend.ensure_loaded()

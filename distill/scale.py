@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -31,15 +31,14 @@ from cotdistill.distill.backends import (
 )
 from cotdistill.distill.runner import (
     RunStats,
-    ShardStore,
     batch_failed,
-    pending_requests,
+    locked_run,
     progress_bar,
     render_requests,
     store_batch,
 )
 from cotdistill.errors import RunError
-from cotdistill.locking import exclusive
+from cotdistill.optional import require
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Example
 from cotdistill.tasks import TaskSpec
@@ -127,28 +126,16 @@ def run_generation_ray(
     progress: bool = True,
 ) -> RunStats:
     """``run_generation`` over ``replicas`` backend replicas with Ray Data (see the module docstring)."""
-    from cotdistill.optional import require
-
     ray = require("ray", "scale-out over Ray (teacher.ray_replicas > 0)")
     require("ray.data", "scale-out over Ray (teacher.ray_replicas > 0)")
     sampling = sampling or Sampling()
-    templates = [library.get(n) for n in template_names]
-    with exclusive(out_dir, "the teacher"):
-        store = ShardStore(out_dir)
-        stats = RunStats()
-        pending = pending_requests(
-            examples,
-            templates,
-            model,
-            sampling,
-            samples,
-            store,
-            stats,
-            retry_failed=retry_failed,
-            limit=limit,
-        )
+    with locked_run(
+        out_dir, examples, template_names, library, model, sampling, samples, retry_failed, limit
+    ) as (store, stats, pending):
         if not pending:
             return stats
+        # The driver renders every prompt itself: replicas only generate, and a prompt that fails to render
+        # is stored as failed right here, like in the single-process runner.
         requests, unrendered = render_requests(
             library,
             spec,
@@ -165,18 +152,10 @@ def run_generation_ray(
         with store.open_writer() as f:
             store_batch(f, unrendered, stats, start, bar)
             if rows:  # there is something to send (every prompt may have failed to render)
-                if not ray.is_initialized():
-                    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-                ds = ray.data.from_items(rows).map_batches(
-                    TeacherReplica,
-                    fn_constructor_kwargs={"backend": backend, "model": model, "options": dict(options)},
-                    batch_size=batch_size,
-                    batch_format="pandas",
-                    concurrency=replicas,
-                    num_gpus=gpus_per_replica or None,
-                )
-                for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
-                    made = [json.loads(text) for text in batch["generation"]]
+                replica_options = {"backend": backend, "model": model, "options": dict(options)}
+                for made in _generate_on_ray(
+                    ray, rows, replica_options, address, replicas, gpus_per_replica, batch_size
+                ):
                     store_batch(
                         f, [Generation.from_dict(m) for m in made if UNAVAILABLE not in m], stats, start, bar
                     )
@@ -187,6 +166,33 @@ def run_generation_ray(
         if unavailable is not None:
             raise TeacherUnavailable(unavailable)
         return stats
+
+
+def _generate_on_ray(
+    ray,
+    rows: list[dict],
+    replica_options: dict,
+    address: str | None,
+    replicas: int,
+    gpus_per_replica: float,
+    batch_size: int,
+) -> Iterator[list[dict]]:
+    """Stream the encoded requests through ``replicas`` ``TeacherReplica`` actors; yield each batch of
+    results (stored generations, or ``UNAVAILABLE`` rows) as it comes back. Ray is started, or connected to
+    ``address``, only here: a run with nothing to send never starts it."""
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ds = ray.data.from_items(rows).map_batches(
+        TeacherReplica,
+        fn_constructor_kwargs=replica_options,
+        batch_size=batch_size,
+        batch_format="pandas",
+        concurrency=replicas,
+        num_gpus=gpus_per_replica or None,
+    )
+    # Pulled one batch at a time: the driver stores (and fsyncs) a batch before it takes the next.
+    for batch in ds.iter_batches(batch_size=batch_size, batch_format="pandas"):
+        yield [json.loads(text) for text in batch["generation"]]
 
 
 __all__ = ["TeacherReplica", "run_generation_ray"]

@@ -30,6 +30,7 @@ from cotdistill.errors import InputError
 from cotdistill.paths import inside
 from cotdistill.records import Example, RelationAnswer
 from cotdistill.tasks import TASK_PLUGINS, TaskSpec, get_task
+from cotdistill.tasks.base import DEFAULT_DESCRIPTIONS, describe_relation  # noqa: F401  (part of this module's API)
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 # No model reads a million characters of prompt: past this a template loops or an example is not a post.
@@ -59,32 +60,6 @@ STUDENT_VARIABLES = {
     "prefix": "the task prefix of the student's turn: [answer] or [rationale]",
     "mode": "answer or rationale",
 }
-
-DEFAULT_DESCRIPTIONS = {
-    "PER": "names of people, including @handles of people and fictional characters",
-    "LOC": "names of places: countries, cities, regions, landmarks, venues",
-    "ORG": "names of organisations: companies, teams, bands, parties, institutions, media",
-    "OTHER": "other named things: events, products, works, brands, hashtag topics",
-    "MISC": "other named things: events, products, works, nationalities, hashtag topics",
-    "Person": "people",
-    "Organization": "organisations",
-    "Location": "places",
-    "Country": "countries",
-    "Event": "named events",
-    "Works": "creative works",
-    "Misc": "other named things",
-}
-
-
-def describe_relation(label: str) -> str:
-    """A readable gloss of an MNRE-style label: ``/per/org/member_of`` -> ``person -> organisation: member of``."""
-    kinds = {"per": "person", "org": "organisation", "loc": "location", "misc": "other"}
-    parts = [p for p in label.split("/") if p]
-    if len(parts) == 3:
-        return f"{kinds.get(parts[0], parts[0])} -> {kinds.get(parts[1], parts[1])}: {parts[2].replace('_', ' ')}"
-    if label.strip().lower() == "none":
-        return "no relation between the two entities"
-    return label.replace("_", " ")
 
 
 class TemplateError(InputError):

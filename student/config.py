@@ -1,7 +1,9 @@
 """What each student is and how it trains, as plain dataclasses (no torch here): one place for every default.
 
-The run config's ``student`` section is built from these (``cotdistill.config``): the fields of the chosen
-kind's two dataclasses, with their defaults, and nothing of the other kind.
+Each student has its settings (what a user chooses: ``EncoderSettings``, ``GenerativeSettings`` and the
+training loop's ``*TrainingSettings``) and its config (the settings plus what the run fills in from the data:
+the model, the task, the labels, the output folder). The run config's ``student`` section is the chosen kind's
+two settings classes together (``cotdistill.run.config``), so every default is declared here, once.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ QUANTIZATION = ("none", "4bit")
 
 
 @dataclass
-class TrainingLoopConfig:
+class TrainingLoopSettings:
     """The training loop's settings, shared by both students (passed on to ``transformers.TrainingArguments``
     by ``training_arguments``)."""
 
-    output_dir: str
     epochs: float = 4.0
+    max_steps: int = 0  # > 0: train this many optimiser steps whatever the epochs (matched budgets)
+    eval_steps: int = 0  # > 0: score dev and save a checkpoint every this many steps; 0: every epoch
     learning_rate: float = 1e-4
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -33,25 +36,30 @@ class TrainingLoopConfig:
     save_total_limit: int = 1
     logging_steps: int = 50
     dataloader_num_workers: int = 0
-    resume_from_checkpoint: str | bool | None = None
 
 
 @dataclass
-class EncoderTrainingConfig(TrainingLoopConfig):
-    """The encoder student's training loop (the defaults of ``TrainingLoopConfig``)."""
+class TrainingLoopConfig(TrainingLoopSettings):
+    """The training loop's settings and what the run sets: where checkpoints go, which one to resume from."""
+
+    output_dir: str = field(kw_only=True)
+    resume_from_checkpoint: str | bool | None = field(default=None, kw_only=True)
 
 
 @dataclass
-class EncoderConfig:
-    """What an encoder student is and reads. Training-loop settings live in ``EncoderTrainingConfig``."""
+class EncoderTrainingSettings(TrainingLoopSettings):
+    """The encoder student's training loop (the defaults of ``TrainingLoopSettings``)."""
 
-    model: str
-    labels: list[str] = field(
-        default_factory=list
-    )  # entity types (MNER) or relation labels (MRE), from the data
-    task: str = "mner"  # mner: a BIO tagger; mre: a pair classifier over entity markers
-    vocab_size: int | None = None  # set when markers were added to the tokenizer, so a saved student reloads
-    use_knowledge: bool = True
+
+@dataclass
+class EncoderTrainingConfig(EncoderTrainingSettings, TrainingLoopConfig):
+    """The encoder student's training loop, with its output folder."""
+
+
+@dataclass
+class EncoderSettings:
+    """What a user chooses of an encoder student. Training-loop settings live in ``EncoderTrainingSettings``."""
+
     use_caption: bool = False
     teacher_tags: bool = False  # the teacher's answer as a tag embedding on the post's words (taggers only)
     max_length: int = 256
@@ -72,6 +80,20 @@ class EncoderConfig:
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
     trust_remote_code: bool = False
+
+
+@dataclass
+class EncoderConfig(EncoderSettings):
+    """What an encoder student is and reads: its settings and what the run fills in from the data."""
+
+    model: str = field(kw_only=True)
+    labels: list[str] = field(
+        default_factory=list, kw_only=True
+    )  # entity types (MNER) or relation labels (MRE)
+    task: str = field(default="mner", kw_only=True)  # mner: a BIO tagger; mre: a pair classifier over markers
+    # set when markers were added to the tokenizer, so a saved student reloads
+    vocab_size: int | None = field(default=None, kw_only=True)
+    use_knowledge: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_PLUGINS:
@@ -142,12 +164,9 @@ class GenerativeConfigError(StudentConfigError):
 
 
 @dataclass
-class GenerativeConfig:
-    """What a generative student is and reads. Training-loop settings live in ``GenerativeTrainingConfig``."""
+class GenerativeSettings:
+    """What a user chooses of a generative student. Training-loop settings: ``GenerativeTrainingSettings``."""
 
-    model: str
-    task: str = "mner"
-    labels: list[str] = field(default_factory=list)
     vision: bool | None = None  # None: from the model's config (a vision_config means a VLM)
     use_caption: bool = True  # the caption stands in for a missing image (always, for a text LM)
     alpha: float = 0.5  # weight of the answer task; the rationale task gets 1 - alpha
@@ -162,6 +181,15 @@ class GenerativeConfig:
     quantization: str = "none"  # none or 4bit (QLoRA: NF4, double quantization, bf16 compute)
     trust_remote_code: bool = False
     instruction_template: str = ""  # a prompts/ template of kind student; set to <task>.student when empty
+
+
+@dataclass
+class GenerativeConfig(GenerativeSettings):
+    """What a generative student is and reads: its settings and what the run fills in from the data."""
+
+    model: str = field(kw_only=True)
+    task: str = field(default="mner", kw_only=True)
+    labels: list[str] = field(default_factory=list, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_PLUGINS:
@@ -185,8 +213,8 @@ class GenerativeConfig:
 
 
 @dataclass
-class GenerativeTrainingConfig(TrainingLoopConfig):
-    """The generative student's training loop: ``TrainingLoopConfig`` with LLM fine-tuning defaults, plus
+class GenerativeTrainingSettings(TrainingLoopSettings):
+    """The generative student's training loop: ``TrainingLoopSettings`` with LLM fine-tuning defaults, plus
     activation checkpointing and how many dev examples to generate after each epoch."""
 
     epochs: float = 3.0
@@ -198,3 +226,8 @@ class GenerativeTrainingConfig(TrainingLoopConfig):
     logging_steps: int = 10
     gradient_checkpointing: bool = False
     eval_examples: int = 0  # dev examples generated each epoch (0: all)
+
+
+@dataclass
+class GenerativeTrainingConfig(GenerativeTrainingSettings, TrainingLoopConfig):
+    """The generative student's training loop, with its output folder."""

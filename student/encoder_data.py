@@ -4,7 +4,6 @@ the teacher tags, entity markers for relation pairs, and batching."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 
@@ -183,13 +182,6 @@ def bio_tags(example: Example, answer: Answer | None = None) -> list[str]:
             f"example {example.id}: a tagger needs entities or attribute values, not {type(answer).__name__}"
         )
     return spans_to_tags(len(tokens), [(e.start, e.end, e.type or "MISC") for e in answer.entities])
-
-
-def without_gold(example: Example) -> Example:
-    """The example with its gold answer emptied and its gold tags dropped: a post without labels, so nothing
-    of its gold can reach training."""
-    empty = get_task(example.task).answer_type()
-    return replace(example, gold=empty, meta={k: v for k, v in example.meta.items() if k != "tags"})
 
 
 def collate(features: list[dict], pad_id: int) -> dict:

@@ -12,11 +12,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from cotdistill.metrics import score_answers
+from cotdistill.labelled import without_gold
 from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
 from cotdistill.student import StudentConfigError
@@ -30,8 +31,8 @@ from cotdistill.student.encoder import (
     decode_predictions,
     save_config,
 )
-from cotdistill.student.encoder_data import without_gold
-from cotdistill.tasks import get_task
+from cotdistill.student.teacher_free import FrozenTeacher, entity_substitution
+from cotdistill.tasks import get_task, score_answers
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         # without a GPU, torchrun/accelerate launch still run data-parallel: several CPU processes over gloo
         use_cpu=not torch.cuda.is_available(),
         num_train_epochs=training.epochs,
+        max_steps=training.max_steps if training.max_steps > 0 else -1,
         learning_rate=training.learning_rate,
         per_device_train_batch_size=training.batch_size,
         per_device_eval_batch_size=training.eval_batch_size,
@@ -52,8 +54,10 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         weight_decay=training.weight_decay,
         seed=training.seed,
         bf16=training.bf16,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy="steps" if training.eval_steps > 0 else "epoch",
+        save_strategy="steps" if training.eval_steps > 0 else "epoch",
+        eval_steps=training.eval_steps or None,
+        save_steps=training.eval_steps or None,
         save_total_limit=training.save_total_limit,
         load_best_model_at_end=True,
         metric_for_best_model="f1",
@@ -63,6 +67,25 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         dataloader_num_workers=training.dataloader_num_workers,
         remove_unused_columns=False,
     )
+
+
+def save_best(
+    trainer: Trainer,
+    training: TrainingLoopConfig,
+    processor,
+    config,
+    write_config: Callable[[Any, Path], None],
+) -> Path:
+    """Save a trained student to ``<output_dir>/best``: the best model by dev F1 (the Trainer reloaded it at
+    the end), its tokenizer or processor, the student's config (``write_config``, the student's own
+    ``save_config``) and the training config, so that the folder loads on its own and says how it was made.
+    Returns the folder."""
+    out = Path(training.output_dir) / "best"
+    trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
+    write_config(config, out)
+    (out / "training_config.json").write_text(json.dumps(asdict(training), indent=2) + "\n")
+    return out
 
 
 class DevF1Trainer(Trainer):
@@ -170,43 +193,19 @@ def train_encoder(
         )
     frozen = None
     train_examples = list(train_examples)
-    unlabeled = [without_gold(ex) for ex in unlabeled_examples]
-    if unlabeled:
-        if not config.distill_from or not config.tagger:
-            raise StudentConfigError(
-                f"{len(unlabeled)} posts without gold labels: they train only through a frozen student's soft "
-                "targets over the post's words, so set distill_from (a tagging task)"
-            )
-        clash = sorted({ex.id for ex in train_examples} & {ex.id for ex in unlabeled})
-        if clash:
-            raise StudentConfigError(
-                f"{len(clash)} posts without gold labels share an id with training posts (first: {clash[0]!r}); "
-                "give them ids of their own"
-            )
-        read = sum(ex.id in (teacher_answers or {}) for ex in unlabeled)
-        logger.info("%d posts without gold labels, %d with a teacher answer", len(unlabeled), read)
-    if config.distill_from or config.aux_teacher_tags or config.augment_copies:
-        from cotdistill.student.teacher_free import FrozenTeacher, entity_substitution
-
-        if config.augment_copies:
-            extra, moved = entity_substitution(
-                train_examples, config.augment_copies, training.seed, teacher_answers
-            )
-            logger.info("entity substitution: %d copies of %d posts", len(extra), len(train_examples))
-            if augment_check is not None:
-                made = len(extra)
-                extra = augment_check(extra)
-                kept_ids = {ex.id for ex in extra}
-                moved = {i: a for i, a in moved.items() if i in kept_ids}
-                logger.info("plausibility check: %d of %d copies kept", len(extra), made)
-            train_examples += extra
-            teacher_answers = {**(teacher_answers or {}), **moved}
-        if config.distill_from:
-            frozen = FrozenTeacher(config.distill_from, config.labels)
-        if config.aux_teacher_tags and not teacher_answers:
-            raise StudentConfigError(
-                "aux_teacher_tags=True but no teacher answers were given: pass teacher_answers"
-            )
+    unlabeled = _unlabeled_posts(config, train_examples, unlabeled_examples, teacher_answers)
+    if config.augment_copies:
+        extra, moved = _entity_copies(
+            train_examples, config.augment_copies, training.seed, teacher_answers, augment_check
+        )
+        train_examples += extra
+        teacher_answers = {**(teacher_answers or {}), **moved}
+    if config.distill_from:
+        frozen = FrozenTeacher(config.distill_from, config.labels)
+    if config.aux_teacher_tags and not teacher_answers:
+        raise StudentConfigError(
+            "aux_teacher_tags=True but no teacher answers were given: pass teacher_answers"
+        )
     train_ds = EncoderDataset(
         featurizer,
         train_examples,
@@ -231,9 +230,52 @@ def train_encoder(
         frozen_teacher=frozen,
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
-    out = Path(training.output_dir) / "best"
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    save_config(config, out)
-    (out / "training_config.json").write_text(json.dumps(asdict(training), indent=2) + "\n")
+    save_best(trainer, training, tokenizer, config, save_config)
     return model, featurizer, trainer.state.log_history
+
+
+def _unlabeled_posts(
+    config: EncoderConfig,
+    train_examples: list[Example],
+    unlabeled_examples: Sequence[Example],
+    teacher_answers: dict[str, Answer] | None,
+) -> list[Example]:
+    """The posts without gold labels, their gold dropped, checked: they need a frozen tagger to learn from,
+    and ids of their own (an id is how knowledge and teacher answers find their post)."""
+    unlabeled = [without_gold(ex) for ex in unlabeled_examples]
+    if not unlabeled:
+        return unlabeled
+    if not config.distill_from or not config.tagger:
+        raise StudentConfigError(
+            f"{len(unlabeled)} posts without gold labels: they train only through a frozen student's soft "
+            "targets over the post's words, so set distill_from (a tagging task)"
+        )
+    clash = sorted({ex.id for ex in train_examples} & {ex.id for ex in unlabeled})
+    if clash:
+        raise StudentConfigError(
+            f"{len(clash)} posts without gold labels share an id with training posts (first: {clash[0]!r}); "
+            "give them ids of their own"
+        )
+    read = sum(ex.id in (teacher_answers or {}) for ex in unlabeled)
+    logger.info("%d posts without gold labels, %d with a teacher answer", len(unlabeled), read)
+    return unlabeled
+
+
+def _entity_copies(
+    train_examples: list[Example],
+    copies: int,
+    seed: int,
+    teacher_answers: dict[str, Answer] | None,
+    augment_check: Callable[[list[Example]], list[Example]] | None,
+) -> tuple[list[Example], dict[str, Answer]]:
+    """Entity-substituted copies of the training posts, and the teacher answers moved onto them; with
+    ``augment_check``, only the copies it keeps (and their answers)."""
+    extra, moved = entity_substitution(train_examples, copies, seed, teacher_answers)
+    logger.info("entity substitution: %d copies of %d posts", len(extra), len(train_examples))
+    if augment_check is not None:
+        made = len(extra)
+        extra = augment_check(extra)
+        kept_ids = {ex.id for ex in extra}
+        moved = {i: a for i, a in moved.items() if i in kept_ids}
+        logger.info("plausibility check: %d of %d copies kept", len(extra), made)
+    return extra, moved

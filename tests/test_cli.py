@@ -1,10 +1,11 @@
+import dataclasses
 import json
 import subprocess
 import sys
 
 from conftest import need
 
-from cotdistill.cli import main
+from cotdistill.run.cli import main
 
 
 def test_stats_on_written_files(tmp_path, capsys):
@@ -50,7 +51,7 @@ def test_console_script_on_real_data(datasets_dir):
         [
             sys.executable,
             "-m",
-            "cotdistill.cli",
+            "cotdistill.run.cli",
             "data",
             "stats",
             "mnre",
@@ -69,7 +70,7 @@ def test_console_script_on_real_data(datasets_dir):
 def test_help_teaches_and_flags_stand_anywhere(capsys):
     import contextlib
 
-    from cotdistill.cli import EXAMPLES, build_parser, main
+    from cotdistill.run.cli import EXAMPLES, build_parser, main
 
     parser = build_parser()
     commands = [
@@ -118,13 +119,17 @@ def _actions(parser, path):
 
 
 def test_unexpected_errors_are_one_line_and_v_shows_their_traceback(monkeypatch, capsys):
-    import cotdistill.cli as cli
+    import cotdistill.run.cli as cli
     from cotdistill.errors import InputError, RunError
 
     def boom(args):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(cli, "cmd_prompts_list", boom)
+    def replace_prompts_list(func):
+        commands = [dataclasses.replace(c, func=func) if c.name == "prompts list" else c for c in cli.COMMANDS]
+        monkeypatch.setattr(cli, "COMMANDS", tuple(commands))
+
+    replace_prompts_list(boom)
     assert cli.main(["prompts", "list"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "KeyError: 'surprise'" in err and "-v" in err
@@ -136,7 +141,7 @@ def test_unexpected_errors_are_one_line_and_v_shows_their_traceback(monkeypatch,
         def deliberate(args, error=error):
             raise error
 
-        monkeypatch.setattr(cli, "cmd_prompts_list", deliberate)
+        replace_prompts_list(deliberate)
         assert cli.main(["prompts", "list", "-v"]) == code
         err = capsys.readouterr().err
         assert err == f"cotdistill: error: {error}\n"  # ours: one line, no traceback

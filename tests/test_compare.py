@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from cotdistill.cli import main
 from cotdistill.eval.compare import (
     agreement,
     bootstrap,
@@ -17,6 +16,7 @@ from cotdistill.eval.compare import (
 from cotdistill.eval.predictions import align, read_predictions
 from cotdistill.readers import DataFormatError, load_split
 from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Relation, RelationAnswer
+from cotdistill.run.cli import main
 
 TOKS = ("a", "b", "c", "d")
 

@@ -7,17 +7,22 @@ from pathlib import Path
 import pytest
 from conftest import REPO, need
 
-from cotdistill.cli import main
-from cotdistill.config import ConfigError, load_config, write_resolved
+from cotdistill.run.cli import main
+from cotdistill.run.config import ConfigError, write_resolved
+from cotdistill.run.validation import load_config
 
 
 def test_yaml_overrides_and_errors(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("name: x\nteacher:\n  samples: 2\n  options: {base_url: 'http://localhost:8000/v1'}\n")
+    cfg.write_text(
+        "name: x\nteacher:\n  backend: openai\n  samples: 2\n  options: {base_url: 'http://localhost:8000/v1'}\n"
+    )
     c = load_config(cfg, ["teacher.samples=5", "data.splits=[test]", "teacher.temperature=0.7"])
     assert (c.name, c.teacher.samples, c.data.splits, c.teacher.temperature) == ("x", 5, ["test"], 0.7)
     assert c.teacher.max_tokens == 512 and c.teacher.options["base_url"].startswith("http")
-    with pytest.raises(ConfigError, match=r"unknown key 'teacher\.tempreature'; did you mean 'temperature'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'teacher\.tempreature'; did you mean 'teacher\.temperature'"
+    ):
         load_config(cfg, ["teacher.tempreature=1"])
     with pytest.raises(ConfigError, match="unknown key 'techer'; did you mean 'teacher'"):
         load_config(None, ["techer.model=x"])
@@ -38,9 +43,9 @@ def test_resolved_config_written_and_previous_kept(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path, tmp_path):
-    from cotdistill.config import to_dict
-    from cotdistill.pipeline import validate
     from cotdistill.readers import DATASETS
+    from cotdistill.run.config import to_dict
+    from cotdistill.run.validation import validate
 
     config = load_config(path, [f"run_dir={tmp_path}"])
     validate(config)
@@ -98,13 +103,13 @@ def test_every_standard_dataset_has_a_config_for_each_student():
     ],
 )
 def test_validation_names_the_bad_key(override, message):
-    from cotdistill.pipeline import validate
+    from cotdistill.run.validation import validate
 
     generative = override.startswith("GEN ")  # the generative config (its student section)
     override = override.removeprefix("GEN ")
     path = REPO / "configs" / ("twitter2015-generative.yaml" if generative else "twitter2015.yaml")
     try:
-        config = load_config(path, override.split(), validate=False)
+        config = load_config(path, override.split(), checked=False)
     except ConfigError as err:  # a student section of the wrong kind is refused while it is read
         assert message is not None and re.search(message, str(err)), err
         return
@@ -131,6 +136,7 @@ def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, c
     ]
     assert main(["generate", str(cfg), *common, "--dry-run"]) == 0
     assert "1,000 requests, 0 already done, 1,000 to make" in capsys.readouterr().out
+    assert not (tmp_path / "twitter2015-pgim").exists()  # a dry run checks and counts, and writes nothing
     assert main(["generate", str(cfg), *common]) == 0
     out = capsys.readouterr().out
     assert "valid: 1,000 requests, 0 already done, 1,000 made, 1 failed" in out and "--retry-failed" in out
@@ -152,3 +158,83 @@ def test_generate_dry_run_and_pgim_replay_to_knowledge(datasets_dir, tmp_path, c
     assert all(
         r["knowledge"].startswith("Named entit") or not r["kept"] for r in rows
     )  # the whole ChatGPT text
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "teacher.options.batch_sise=4",
+            r"unknown key 'teacher\.options\.batch_sise'; did you mean 'teacher\.options\.batch_size'",
+        ),
+        ("teacher.temperature=-3", r"teacher\.temperature=-3(\.0)? is out of range: it must be >= 0"),
+        ("teacher.top_p=7", r"teacher\.top_p=7(\.0)? is out of range: it must be > 0 and <= 1"),
+        ("teacher.top_p=0", r"teacher\.top_p=0(\.0)? is out of range"),
+        ("teacher.max_tokens=0", r"teacher\.max_tokens=0 is out of range: it must be >= 1"),
+        ("teacher.samples=0", r"teacher\.samples=0 is out of range: it must be >= 1"),
+    ],
+)
+def test_dry_run_refuses_a_bad_option_naming_file_and_key_and_writes_nothing(
+    tmp_path, capsys, override, message
+):
+    from cotdistill.run.cli import main
+
+    config = REPO / "configs" / "smoke.yaml"
+    assert main(["generate", str(config), f"run_dir={tmp_path / 'runs'}", override, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert str(config) in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_config_includes_its_base_and_overrides_it(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\nteacher:\n  backend: openai\n  samples: 3\n  max_tokens: 64\n"
+    )
+    (tmp_path / "child.yaml").write_text("include: base.yaml\nname: child\nteacher:\n  samples: 5\n")
+    c = load_config(tmp_path / "child.yaml")
+    assert (c.name, c.teacher.backend, c.teacher.samples, c.teacher.max_tokens) == ("child", "openai", 5, 64)
+    (tmp_path / "base.yaml").write_text("include: child.yaml\n")
+    with pytest.raises(ConfigError, match="makes a loop"):
+        load_config(tmp_path / "child.yaml")
+    (tmp_path / "child.yaml").write_text("include: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml does not exist \(included by .*child\.yaml\)"):
+        load_config(tmp_path / "child.yaml")
+
+
+def test_a_failed_check_leaves_no_run_folder_config_copy_or_lock(tmp_path, capsys, monkeypatch):
+    """A bad data folder, and a teacher backend whose package is not installed, are refused before the
+    run folder is made (the package is hidden from the import system, as on a machine without it)."""
+    import importlib.util
+    import sys
+
+    from cotdistill.run.cli import main
+
+    runs = tmp_path / "runs"
+    smoke = str(REPO / "configs" / "smoke.yaml")
+    assert main(["run", smoke, f"run_dir={runs}", f"data.data_dir={tmp_path / 'nowhere'}"]) == 2
+    assert "data.data_dir" in capsys.readouterr().err and not runs.exists()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    data, model = tmp_path / "data", tmp_path / "model"
+    data.mkdir()
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    for command in (["run"], ["generate"]):
+        args = [
+            *command,
+            smoke,
+            f"run_dir={runs}",
+            f"data.data_dir={data}",
+            "teacher.backend=vllm",
+            f"teacher.model={model}",
+            f"student.model={model}",
+            "teacher.options={}",
+        ]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "the vllm teacher backend" in err and 'pip install "cotdistill[vllm]"' in err
+        assert not runs.exists()

@@ -19,11 +19,12 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is in the dev 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from cotdistill.config import ConfigError, load_config  # noqa: E402
 from cotdistill.eval.predictions import read_predictions  # noqa: E402
 from cotdistill.prompts import PromptLibrary, TemplateError  # noqa: E402
 from cotdistill.readers import DATASETS, load_split  # noqa: E402
 from cotdistill.records import EntityAnswer, Example  # noqa: E402
+from cotdistill.run.config import ConfigError  # noqa: E402
+from cotdistill.run.validation import load_config  # noqa: E402
 from cotdistill.tasks import TaskSpec  # noqa: E402
 
 # How many cases: 60 per test (conftest's "ci" profile), 2,000 with ``pytest --hypothesis-profile thorough``.

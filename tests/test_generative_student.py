@@ -359,7 +359,7 @@ def test_qwen2_vl_student_trains_and_predicts(tmp_path, monkeypatch):
     import transformers
     from transformers import AutoTokenizer
 
-    from cotdistill.demo.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
+    from cotdistill.run.demo.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
 
     path = tiny_qwen2_vl_teacher(tmp_path / "qwen2vl")
     processor = image_only_qwen2_vl_processor(AutoTokenizer.from_pretrained(path))

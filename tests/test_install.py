@@ -21,7 +21,7 @@ CHECK = textwrap.dedent(
     assert os.path.isfile(metric_path("mner_f1")), metric_path("mner_f1")
     from cotdistill.prompts import PromptLibrary
     assert len(PromptLibrary().names()) == TEMPLATES and PromptLibrary().lint() == []
-    import cotdistill.tasks, cotdistill.student.generative, cotdistill.demo.tiny
+    import cotdistill.tasks, cotdistill.student.generative, cotdistill.run.demo.tiny, cotdistill.run.cli
     print(os.path.dirname(cotdistill.eval.__file__))
     """
 ).format(templates=TEMPLATES)
@@ -78,9 +78,10 @@ def test_wheel_contents_and_regular_install(tmp_path):
         "cotdistill/prompts/templates/common/student.j2",
         "cotdistill/prompts/templates/mre/student.j2",
         "cotdistill/distill/scale.py",
-        "cotdistill/pipeline.py",
-        "cotdistill/demo/__init__.py",
-        "cotdistill/demo/tiny.py",
+        "cotdistill/run/pipeline.py",
+        "cotdistill/run/stages/__init__.py",
+        "cotdistill/run/demo/__init__.py",
+        "cotdistill/run/demo/tiny.py",
     ]:
         assert expected in names
     target = tmp_path / "site"

@@ -157,7 +157,7 @@ def test_mae_values_aligned_to_characters():
 
 
 def test_parse_answer_dispatches():
-    from cotdistill.parsing import parse_answer
+    from cotdistill.tasks import parse_answer
 
     assert parse_answer("mner", '[["Paris", "LOC"]]', EX, LABELS)[0].entities[0].start == 9
     assert (

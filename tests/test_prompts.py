@@ -6,10 +6,10 @@ import math
 import pytest
 from conftest import need
 
-from cotdistill.cli import main
 from cotdistill.prompts import BM25, PromptLibrary, TemplateError, select_demos
 from cotdistill.readers import load_split
 from cotdistill.records import Entity, EntityAnswer, Example
+from cotdistill.run.cli import main
 from cotdistill.tasks import TaskSpec
 
 GRAINS = (

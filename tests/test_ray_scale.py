@@ -78,7 +78,7 @@ def test_replicas_make_every_request_once_and_resume(local_ray, tmp_path):
 
 
 def test_a_real_model_backend_runs_inside_the_actors(local_ray, tmp_path):
-    from cotdistill.demo.tiny import tiny_qwen2_lm
+    from cotdistill.run.demo.tiny import tiny_qwen2_lm
 
     model = tiny_qwen2_lm(tmp_path / "lm")
     from cotdistill.distill.backends import Sampling
@@ -101,9 +101,10 @@ def test_a_real_model_backend_runs_inside_the_actors(local_ray, tmp_path):
 
 
 def test_the_generate_stage_uses_ray_when_asked(local_ray, tmp_path):
-    from cotdistill import pipeline
-    from cotdistill.config import load_config
-    from cotdistill.demo import write_synthetic_twitter
+    from cotdistill.run.context import RunContext
+    from cotdistill.run.stages.teacher import generate
+    from cotdistill.run.demo import write_synthetic_twitter
+    from cotdistill.run.validation import load_config
 
     data = write_synthetic_twitter(tmp_path / "data")
     config = load_config(
@@ -119,7 +120,7 @@ def test_the_generate_stage_uses_ray_when_asked(local_ray, tmp_path):
             "teacher.options.text=Named entities:1. Paris (city)",
         ],
     )
-    summary = pipeline.generate(config)
+    summary = generate(RunContext(config))
     assert summary["valid"]["generated"] == 12 and summary["valid"]["failures"] == 0
     assert len(ShardStore(config.path / "teacher" / "valid").load()) == 12
 

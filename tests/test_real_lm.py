@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cotdistill.cli import main
 from cotdistill.models import ModelPathError, convert_gguf, pretrained_args
+from cotdistill.run.cli import main
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from conftest import REPO
 
-from cotdistill.cli import main
-from cotdistill.demo import build_tiny_models, smoke_config_path, write_synthetic_twitter
 from cotdistill.readers import load_split
+from cotdistill.run.cli import main
+from cotdistill.run.demo import build_tiny_models, smoke_config_path, write_synthetic_twitter
 
 SMOKE = str(REPO / "configs" / "smoke.yaml")
 
@@ -134,7 +134,7 @@ def test_run_rejects_unknown_keys_and_stages(tmp_path, assets, capsys):
 
 
 def test_run_with_a_generative_text_student(tmp_path, assets):
-    from cotdistill.demo.tiny import tiny_qwen2_lm
+    from cotdistill.run.demo.tiny import tiny_qwen2_lm
 
     lm = tiny_qwen2_lm(tmp_path / "lm")
     args = overrides(
@@ -258,8 +258,8 @@ def test_run_on_attribute_extraction(tmp_path, assets, teacher_tags):
         args += ["student.teacher_tags=true", "student.knowledge_text=false"]
     assert main(["run", SMOKE, *args]) == 0
     if teacher_tags:
-        from cotdistill.config import load_config
-        from cotdistill.pipeline import student_teacher_answers
+        from cotdistill.run.stages.common import student_teacher_answers
+        from cotdistill.run.validation import load_config
 
         meta = json.loads(
             (tmp_path / "runs" / "smoke" / "student" / "best" / "cotdistill_student.json").read_text()
@@ -276,9 +276,9 @@ def test_run_on_attribute_extraction(tmp_path, assets, teacher_tags):
 
 
 def test_student_reads_knowledge_records_and_names_a_bad_line(tmp_path):
-    from cotdistill.config import load_config
-    from cotdistill.pipeline import student_knowledge, student_teacher_answers
     from cotdistill.readers import DataFormatError
+    from cotdistill.run.stages.common import student_knowledge, student_teacher_answers
+    from cotdistill.run.validation import load_config
 
     config = load_config(SMOKE, [f"run_dir={tmp_path}", "student.knowledge=kept"])
     folder = config.path / "knowledge"
@@ -306,11 +306,11 @@ def test_student_reads_knowledge_records_and_names_a_bad_line(tmp_path):
 
 
 def test_max_examples_reads_a_fixed_subset_and_is_checked(tmp_path, assets, capsys):
-    from cotdistill.config import load_config
-    from cotdistill.pipeline import load_splits
+    from cotdistill.run.context import RunContext
+    from cotdistill.run.validation import load_config
 
     config = load_config(SMOKE, [*overrides(tmp_path, assets), "data.max_examples={train: 5, test: 3}"])
-    splits = load_splits(config)
+    splits = RunContext(config).splits()
     full = load_split("twitter2015", assets[0], "train").examples
     assert [ex.id for ex in splits["train"].examples] == [ex.id for ex in full[:5]]
     assert len(splits["test"].examples) == 3 and len(splits["valid"].examples) > 3
@@ -321,7 +321,7 @@ def test_max_examples_reads_a_fixed_subset_and_is_checked(tmp_path, assets, caps
 
 
 def test_resume_passes_over_a_checkpoint_cut_short_while_saving(tmp_path):
-    from cotdistill.checkpoints import last_checkpoint as _last_checkpoint
+    from cotdistill.run.checkpoints import last_checkpoint as _last_checkpoint
 
     def checkpoint(step, cut=None):
         folder = tmp_path / f"checkpoint-{step}"

@@ -157,8 +157,9 @@ def test_teacher_free_settings_that_cannot_work_are_refused():
 
 
 def test_the_run_config_names_a_teacher_free_student():
-    from cotdistill.config import ConfigError, load_config
-    from cotdistill.pipeline import encoder_config
+    from cotdistill.run.config import ConfigError
+    from cotdistill.run.stages.student import encoder_config
+    from cotdistill.run.validation import load_config
 
     config = load_config(
         None,
@@ -229,8 +230,9 @@ class Judge:
 def test_the_teacher_judges_the_swapped_posts_and_the_verdicts_are_kept(tmp_path):
     import json
 
-    from cotdistill.config import load_config
-    from cotdistill.stages.student import plausibility_check
+    from cotdistill.run.context import RunContext
+    from cotdistill.run.stages.student import plausibility_check
+    from cotdistill.run.validation import load_config
     from cotdistill.tasks import TaskSpec
 
     exs = examples()
@@ -248,7 +250,7 @@ def test_the_teacher_judges_the_swapped_posts_and_the_verdicts_are_kept(tmp_path
     spec = TaskSpec.from_examples("mner", exs)
     fail = copies[-1].id
     judge = Judge(fail)
-    kept = plausibility_check(config, spec, judge)(copies)
+    kept = plausibility_check(RunContext(config, judge=judge), spec)(copies)
     expected = [c for c in copies if "Obama" not in c.text and c.id != fail]
     assert 0 < len(expected) < len(copies) - 1  # the draw made both kinds of copy
     assert [c.id for c in kept] == [c.id for c in expected]
@@ -265,7 +267,7 @@ def test_the_teacher_judges_the_swapped_posts_and_the_verdicts_are_kept(tmp_path
     again = Judge(
         fail
     )  # a rerun reads the saved verdicts (failed requests are redone only by --retry-failed)
-    assert [c.id for c in plausibility_check(config, spec, again)(copies)] == [c.id for c in expected]
+    assert [c.id for c in plausibility_check(RunContext(config, judge=again), spec)(copies)] == [c.id for c in expected]
     assert again.calls == 0
 
 
@@ -288,7 +290,8 @@ def test_train_encoder_trains_on_the_copies_the_check_keeps(tiny, tmp_path):
 
 
 def test_the_plausibility_check_needs_a_teacher_that_runs_a_model():
-    from cotdistill.config import ConfigError, load_config
+    from cotdistill.run.config import ConfigError
+    from cotdistill.run.validation import load_config
 
     with pytest.raises(ConfigError, match="replay backend only gives back saved generations"):
         load_config(
@@ -380,7 +383,7 @@ def test_posts_without_gold_train_through_the_frozen_students_soft_targets_alone
             unlabeled_examples=[replace(wrong[0], id=labelled[0].id)],
         )
 
-    from cotdistill.student.encoder_data import without_gold
+    from cotdistill.labelled import without_gold
 
     feat = EncoderFeaturizer(cfg, tok)
     frozen = FrozenTeacher(teacher_dir, cfg.labels)

@@ -77,8 +77,8 @@ def test_vision_language_teacher_on_real_mnre_images(datasets_dir, tmp_path, mon
     from conftest import need
     from transformers import AutoTokenizer
 
-    from cotdistill.demo.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
     from cotdistill.readers import load_split
+    from cotdistill.run.demo.tiny import image_only_qwen2_vl_processor, tiny_qwen2_vl_teacher
 
     root = need(datasets_dir, "mnre")
     path = tiny_qwen2_vl_teacher(tmp_path / "qwen2vl")

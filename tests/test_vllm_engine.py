@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from cotdistill.demo.tiny import tiny_blip2, tiny_qwen2_lm
+from cotdistill.run.demo.tiny import tiny_blip2, tiny_qwen2_lm
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cotdistill.demo import write_synthetic_twitter
-from cotdistill.demo.tiny import tiny_qwen2_lm
+from cotdistill.run.demo import write_synthetic_twitter
+from cotdistill.run.demo.tiny import tiny_qwen2_lm
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,
@@ -104,7 +104,7 @@ def test_generate_through_vllm_serve_survives_a_server_kill(tmp_path):
             }
         )
     )
-    cmd = [sys.executable, "-m", "cotdistill.cli", "generate", str(config)]
+    cmd = [sys.executable, "-m", "cotdistill.run.cli", "generate", str(config)]
     teacher = tmp_path / "runs" / "serve" / "teacher" / "test"
     server = VLLMServer(model, port, tmp_path / "serve.log")
     server.start()

@@ -1,4 +1,4 @@
-"""The tiny models of ``cotdistill.demo.tiny`` (also what ``cotdistill demo`` uses), for the tests."""
+"""The tiny models of ``cotdistill.run.demo.tiny`` (also what ``cotdistill demo`` uses), for the tests."""
 
-from cotdistill.demo.tiny import *  # noqa: F403
-from cotdistill.demo.tiny import CHAT_TEMPLATE, FIXTURE_TEXT  # noqa: F401
+from cotdistill.run.demo.tiny import *  # noqa: F403
+from cotdistill.run.demo.tiny import CHAT_TEMPLATE, FIXTURE_TEXT  # noqa: F401

@@ -10,22 +10,38 @@ v2 writes ``None`` where v1 writes ``none``), so one spec type serves every data
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar
 
 from cotdistill.errors import InputError
-from cotdistill.records import Answer, Example
+from cotdistill.metrics import set_scores
+from cotdistill.records import Answer, Example, is_no_relation, value_key  # noqa: F401  (re-exported)
+
+DEFAULT_DESCRIPTIONS = {
+    "PER": "names of people, including @handles of people and fictional characters",
+    "LOC": "names of places: countries, cities, regions, landmarks, venues",
+    "ORG": "names of organisations: companies, teams, bands, parties, institutions, media",
+    "OTHER": "other named things: events, products, works, brands, hashtag topics",
+    "MISC": "other named things: events, products, works, nationalities, hashtag topics",
+    "Person": "people",
+    "Organization": "organisations",
+    "Location": "places",
+    "Country": "countries",
+    "Event": "named events",
+    "Works": "creative works",
+    "Misc": "other named things",
+}
 
 
-def is_no_relation(label: str | None) -> bool:
-    """MNRE v2 writes ``None``, v1 ``none``: both (and a missing label) mean no relation."""
-    return label is None or label.strip().lower() == "none"
-
-
-def value_key(v) -> tuple:
-    """An attribute value as scored: attribute, value (case- and space-insensitive), span."""
-    return (v.attribute, v.value.strip().lower(), v.start, v.end)
+def describe_relation(label: str) -> str:
+    """A readable gloss of an MNRE-style label: ``/per/org/member_of`` -> ``person -> organisation: member of``."""
+    kinds = {"per": "person", "org": "organisation", "loc": "location", "misc": "other"}
+    parts = [p for p in label.split("/") if p]
+    if len(parts) == 3:
+        return f"{kinds.get(parts[0], parts[0])} -> {kinds.get(parts[1], parts[1])}: {parts[2].replace('_', ' ')}"
+    if label.strip().lower() == "none":
+        return "no relation between the two entities"
+    return label.replace("_", " ")
 
 
 def json_object(key: str, schema: dict) -> dict:
@@ -65,21 +81,26 @@ class Task:
 
     def score(self, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
         """Micro P/R/F1 (and per label) of aligned gold and predicted answers."""
-        from cotdistill.metrics import set_scores
-
         return set_scores([self.items(g) for g in gold], [self.items(p) for p in pred], group=self.item_label)
 
     def answer_schema(self, labels: Sequence[str]) -> dict:
         raise NotImplementedError
 
-    def parse(self, raw: str, example: Example, labels: Sequence[str], none_label: str | None) -> tuple:
-        """``(answer or None, rationale, error or None)`` from free model output; never raises."""
+    def parse(
+        self,
+        raw: str,
+        example: Example,
+        labels: Sequence[str],
+        none_label: str | None,
+        type_map: Mapping[str, str] | None = None,
+        unmapped: str = "misc",
+    ) -> tuple:
+        """``(answer or None, rationale, error or None)`` from free model output; never raises. An MNER
+        parser reads ``type_map`` and ``unmapped`` (how free-text types map to labels, see ``parse_mner``)."""
         raise NotImplementedError
 
     def label_descriptions(self, labels: Sequence[str], given: dict[str, str]) -> dict[str, str]:
         """One-line gloss of each label for prompts (``given`` overrides)."""
-        from cotdistill.prompts.library import DEFAULT_DESCRIPTIONS
-
         return {**DEFAULT_DESCRIPTIONS, **given}
 
     def show(self, example: Example, items: set) -> list[str]:
@@ -103,68 +124,3 @@ class Task:
     def student_target(self, answer: Answer, example: Example) -> dict:
         """The generative student's JSON answer for ``answer``."""
         raise NotImplementedError
-
-
-@dataclass(slots=True, frozen=True)
-class TaskSpec:
-    """A task over one dataset's label set.
-
-    Attributes:
-        name: ``mner``, ``mre`` or ``mae``.
-        labels: entity types (MNER), relation labels including the no-relation one (MRE), or attribute
-            names (MAE), sorted.
-        none_label: the dataset's no-relation label (MRE only).
-        descriptions: optional one-line description per label, for prompts.
-    """
-
-    name: str
-    labels: tuple[str, ...]
-    none_label: str | None = None
-    descriptions: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from cotdistill.tasks import get_task
-
-        get_task(self.name)
-        if not self.labels:
-            raise InputError(
-                f"task {self.name}: the label set is empty; read it from data with from_examples()"
-            )
-
-    @property
-    def task(self) -> Task:
-        from cotdistill.tasks import get_task
-
-        return get_task(self.name)
-
-    @property
-    def metric(self) -> str:
-        return self.task.metric
-
-    @property
-    def scored_labels(self) -> list[str]:
-        """The labels a metric reports: every label but MRE's no-relation one."""
-        return [lab for lab in self.labels if self.task.is_scored(lab)]
-
-    @classmethod
-    def from_examples(
-        cls, task: str, examples: Iterable[Example], extra_labels: Iterable[str] = ()
-    ) -> TaskSpec:
-        """Collect the label set that the examples' gold answers use (plus ``extra_labels``)."""
-        from cotdistill.tasks import get_task
-
-        plugin = get_task(task)
-        labels: set[str] = set(extra_labels)
-        for ex in examples:
-            if ex.task != task:
-                raise InputError(f"example {ex.id} is a {ex.task} example, not {task}")
-            labels.update(lab for lab in plugin.labels_of(ex.gold) if lab)
-        labels, none_label = plugin.complete_labels(labels)
-        return cls(name=task, labels=tuple(sorted(labels)), none_label=none_label)
-
-    def answer_schema(self) -> dict:
-        """The JSON schema a teacher's or student's answer must follow for this label set."""
-        return self.task.answer_schema(list(self.labels))
-
-    def label_descriptions(self) -> dict[str, str]:
-        return self.task.label_descriptions(self.labels, self.descriptions)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from cotdistill.metrics import mae_scores
+from cotdistill.parsing import parse_mae
 from cotdistill.records import Answer, AttributeAnswer, Example
 from cotdistill.tasks.base import Task, json_object, value_key
 
@@ -29,8 +31,6 @@ class MAE(Task):
         return item[0]
 
     def score(self, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
-        from cotdistill.metrics import mae_scores
-
         return mae_scores(
             [g.values for g in gold],  # type: ignore[union-attr]
             [p.values if isinstance(p, AttributeAnswer) else () for p in pred],
@@ -48,9 +48,15 @@ class MAE(Task):
         }
         return json_object("values", {"type": "array", "items": item})
 
-    def parse(self, raw: str, example: Example, labels: Sequence[str], none_label: str | None) -> tuple:
-        from cotdistill.parsing import parse_mae
-
+    def parse(
+        self,
+        raw: str,
+        example: Example,
+        labels: Sequence[str],
+        none_label: str | None,
+        type_map: Mapping[str, str] | None = None,
+        unmapped: str = "misc",
+    ) -> tuple:
         return parse_mae(raw, example, labels)
 
     def show(self, example: Example, items: set) -> list[str]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from cotdistill.parsing import parse_mner
 from cotdistill.records import Answer, EntityAnswer, Example
 from cotdistill.tasks.base import Task, json_object
 
@@ -31,10 +32,16 @@ class MNER(Task):
         }
         return json_object("entities", {"type": "array", "items": item})
 
-    def parse(self, raw: str, example: Example, labels: Sequence[str], none_label: str | None) -> tuple:
-        from cotdistill.parsing import parse_mner
-
-        r = parse_mner(raw, example, labels)
+    def parse(
+        self,
+        raw: str,
+        example: Example,
+        labels: Sequence[str],
+        none_label: str | None,
+        type_map: Mapping[str, str] | None = None,
+        unmapped: str = "misc",
+    ) -> tuple:
+        r = parse_mner(raw, example, labels, unmapped=unmapped, type_map=type_map)
         return r.answer, r.rationale, r.error
 
     def show(self, example: Example, items: set) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from cotdistill.metrics import relation_label_pairs
+from cotdistill.parsing import parse_mre
 from cotdistill.records import Answer, Example, RelationAnswer
-from cotdistill.tasks.base import Task, is_no_relation, json_object
+from cotdistill.tasks.base import Task, describe_relation, is_no_relation, json_object
 
 
 class MRE(Task):
@@ -40,8 +42,6 @@ class MRE(Task):
         }
 
     def score(self, gold: Sequence[Answer], pred: Sequence[Answer | None]) -> dict:
-        from cotdistill.metrics import relation_label_pairs
-
         out = super().score(gold, pred)
         pairs = [pair for g, p in zip(gold, pred, strict=True) for pair in relation_label_pairs(g, p)]  # type: ignore[arg-type]
         hits = sum((is_no_relation(g) and is_no_relation(p)) or g == p for g, p in pairs)
@@ -51,14 +51,18 @@ class MRE(Task):
     def answer_schema(self, labels: Sequence[str]) -> dict:
         return json_object("relation", {"type": "string", "enum": list(labels)})
 
-    def parse(self, raw: str, example: Example, labels: Sequence[str], none_label: str | None) -> tuple:
-        from cotdistill.parsing import parse_mre
-
+    def parse(
+        self,
+        raw: str,
+        example: Example,
+        labels: Sequence[str],
+        none_label: str | None,
+        type_map: Mapping[str, str] | None = None,
+        unmapped: str = "misc",
+    ) -> tuple:
         return parse_mre(raw, example, labels, none_label or "None")
 
     def label_descriptions(self, labels: Sequence[str], given: dict[str, str]) -> dict[str, str]:
-        from cotdistill.prompts.library import describe_relation
-
         return {label: given.get(label, describe_relation(label)) for label in labels}
 
     def show(self, example: Example, items: set) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from cotdistill.errors import InputError, RunError
 from cotdistill.records import Usage
+from cotdistill.settings import ConfigError, build_section
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,6 +94,7 @@ class Backend(abc.ABC):
 
     name: str = "backend"
     Options: type | None = None
+    requires: tuple[str, ...] = ()  # the packages load() imports (checked before a run starts)
 
     def __init__(self, model: str, **options):
         self.model = model
@@ -160,8 +162,6 @@ class TeacherUnavailable(RunError):
 
 def backend_options(cls: type, options: dict):
     """``teacher.options`` checked against a backend's options dataclass."""
-    from cotdistill.config import ConfigError, build_section
-
     if "api_key" in options:
         raise ConfigError(
             "teacher.options.api_key: a key is never put in a config (configs are saved with every run); "

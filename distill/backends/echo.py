@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cotdistill.records import Usage
+from cotdistill.settings import bounded
 
 from .base import Backend, Generation, TeacherRequest, TeacherUnavailable
 
@@ -16,7 +17,7 @@ from .base import Backend, Generation, TeacherRequest, TeacherUnavailable
 @dataclass
 class EchoOptions:
     text: str | dict = "{}"  # a mapping is sent as its JSON
-    delay: float = 0.0  # seconds per batch
+    delay: float = bounded(0.0, ge=0)  # seconds per batch
     fail_ids: list[str] = field(default_factory=list)  # example ids whose requests fail
     # example ids at which the teacher "goes down": the batch's requests before it come back, then
     # TeacherUnavailable is raised (drives the outage tests)

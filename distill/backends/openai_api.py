@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cotdistill.records import Usage
+from cotdistill.settings import bounded
 
 from .base import (
     Backend,
@@ -30,9 +31,11 @@ logger = logging.getLogger(__name__)
 class OpenAIOptions:
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str | None = None  # the name of the environment variable that holds the key
-    concurrency: int = 8  # requests in flight at once
-    max_retries: int = 5  # the client's retries of 408/409/429/5xx, timeouts and connection errors
-    timeout: float = 120.0  # seconds per attempt
+    concurrency: int = bounded(8, ge=1)  # requests in flight at once
+    max_retries: int = bounded(
+        5, ge=0
+    )  # the client's retries of 408/409/429/5xx, timeouts and connection errors
+    timeout: float = bounded(120.0, gt=0)  # seconds per attempt
 
 
 class _Unreached(Exception):
@@ -52,6 +55,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     Options = OpenAIOptions
+    requires = ("openai",)
 
     def load(self) -> None:
         from cotdistill.optional import require

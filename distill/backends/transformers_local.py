@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from cotdistill.models import from_pretrained
 from cotdistill.records import Usage
+from cotdistill.settings import bounded
 
 from .base import Backend, Generation, TeacherRequest
 
@@ -16,7 +17,7 @@ from .base import Backend, Generation, TeacherRequest
 class TransformersOptions:
     device: str | None = None  # default: cuda if available, else cpu
     dtype: str | None = None  # default: bfloat16 on GPU, float32 on CPU
-    batch_size: int = 8
+    batch_size: int = bounded(8, ge=1)
     text_only: bool = False  # a causal LM: image parts are dropped (the templates fall back to the caption)
     trust_remote_code: bool = False
 

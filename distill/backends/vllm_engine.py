@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.records import Usage
+from cotdistill.settings import bounded
 
 from .base import (
     Backend,
@@ -31,11 +32,13 @@ INSTALL = (
 
 @dataclass
 class VLLMOptions:
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float | None = None  # GPU: 0.9; on CPU it is a fraction of RAM (see below)
-    kv_cache_memory_bytes: int | None = None  # CPU: 1 GiB unless this or gpu_memory_utilization is set
-    max_model_len: int | None = None
-    max_num_seqs: int | None = None
+    tensor_parallel_size: int = bounded(1, ge=1)
+    # GPU: 0.9; on CPU it is a fraction of RAM (see below)
+    gpu_memory_utilization: float | None = bounded(None, gt=0, le=1)
+    # CPU: 1 GiB unless this or gpu_memory_utilization is set
+    kv_cache_memory_bytes: int | None = bounded(None, ge=1)
+    max_model_len: int | None = bounded(None, ge=1)
+    max_num_seqs: int | None = bounded(None, ge=1)
     enable_chunked_prefill: bool | None = None  # CPU: off, so that per-request seeds work (see _seeded)
     limit_mm_per_prompt: dict = field(default_factory=lambda: {"image": 1})
     mm_processor_kwargs: dict | None = None
@@ -65,6 +68,7 @@ class VLLMBackend(Backend):
 
     name = "vllm"
     Options = VLLMOptions
+    requires = ("vllm",)
 
     def load(self) -> None:
         o: VLLMOptions = self.opts

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cotdistill.parsing import parse_answer
 from cotdistill.records import Example, Prediction, Usage
 from cotdistill.student.generative.config import (
     GenerativeConfig,
@@ -19,6 +18,7 @@ from cotdistill.student.generative.data import (
     ChatItem,
     GenerativeFeaturizer,
 )
+from cotdistill.tasks import parse_answer
 
 logger = logging.getLogger(__name__)
 

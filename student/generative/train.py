@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
-from pathlib import Path
 
 from torch import nn
 
@@ -32,7 +29,7 @@ from cotdistill.student.generative.model import (
     tokenizer_of,
 )
 from cotdistill.student.generative.predict import predict_generative
-from cotdistill.student.train import DevF1Trainer, training_arguments
+from cotdistill.student.train import DevF1Trainer, save_best, training_arguments
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -119,9 +116,5 @@ def train_generative(
         callbacks=list(callbacks or ()),
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
-    out = Path(training.output_dir) / "best"
-    trainer.save_model(str(out))
-    processor.save_pretrained(str(out))
-    save_config(config, out)
-    (out / "training_config.json").write_text(json.dumps(asdict(training), indent=2) + "\n")
+    save_best(trainer, training, processor, config, save_config)
     return trainer.model, processor, trainer.state.log_history

@@ -6,27 +6,27 @@ from __future__ import annotations
 import json
 import logging
 
-from cotdistill.config import RunConfig
-from cotdistill.stages.common import load_one, prompt_library, samples_per_template
-from cotdistill.stages.student import predict_student
-from cotdistill.stages.teacher import predict_teacher
+from cotdistill.eval.compare import compare_systems
+from cotdistill.eval.predictions import align, read_predictions, system_metrics
+from cotdistill.eval.report import write_report
+from cotdistill.run.context import RunContext
+from cotdistill.run.stages.student import predict_student
+from cotdistill.run.stages.teacher import predict_teacher
 
 logger = logging.getLogger(__name__)
 
 
-def predict(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+def predict(ctx: RunContext, split: str = "test", *, overwrite: bool = False) -> dict:
     return {
-        "teacher": predict_teacher(config, split, overwrite=overwrite),
-        "student": predict_student(config, split, overwrite=overwrite),
+        "teacher": predict_teacher(ctx, split, overwrite=overwrite),
+        "student": predict_student(ctx, split, overwrite=overwrite),
     }
 
 
-def _systems(config: RunConfig, split: str):
+def _systems(ctx: RunContext, split: str):
     """The test split and the teacher's and the student's predictions on it, lined up with gold."""
-    from cotdistill.eval.predictions import align, read_predictions
-
-    ds = load_one(config, split)
-    folder = config.path / "predictions"
+    ds = ctx.split(split)
+    folder = ctx.path / "predictions"
     systems = []
     for name in ("teacher", "student"):
         path = folder / f"{name}-{ds.split}.jsonl"
@@ -35,12 +35,11 @@ def _systems(config: RunConfig, split: str):
     return ds, systems
 
 
-def evaluate(config: RunConfig, split: str = "test") -> dict:
+def evaluate(ctx: RunContext, split: str = "test") -> dict:
     """Each system's metrics against gold → ``RUN/report/scores/<system>-<split>.json``."""
-    from cotdistill.eval.predictions import system_metrics
-
-    ds, systems = _systems(config, split)
-    out = config.path / "report" / "scores"
+    config = ctx.config
+    ds, systems = _systems(ctx, split)
+    out = ctx.path / "report" / "scores"
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for path, system in systems:
@@ -53,25 +52,44 @@ def evaluate(config: RunConfig, split: str = "test") -> dict:
     return summary
 
 
-def compare(config: RunConfig, split: str = "test", params: dict[str, int] | None = None) -> dict:
-    """Teacher against student with CIs and significance → ``RUN/report/report.{md,html}`` and metrics.json."""
-    from cotdistill.eval.compare import compare_systems
-    from cotdistill.eval.report import write_report
-    from cotdistill.tasks import TaskSpec
+def _few_labels_text(few: dict | None) -> str:
+    """How a few-label student learned, for the report: its gold posts, its other posts and how they were
+    labelled, and (evaluation only) those labels against gold."""
+    if not few:
+        return ""
+    how = "a student reading the teacher's answer" if few["method"] == "labeller" else "the teacher's answers"
+    text = (
+        f"; reads the post alone; {few['labelled_posts']:,} gold posts and {few['pseudo_labelled']:,} posts "
+        f"labelled by {how} ({few['without_teacher_answer']:,} without a teacher answer left out)"
+    )
+    scored = few.get("pseudo_labels_against_gold")
+    if scored:
+        text += (
+            f"; those labels against the training posts' gold (evaluation only): P {100 * scored['precision']:.2f}"
+            f" R {100 * scored['recall']:.2f} F1 {100 * scored['f1']:.2f}"
+        )
+    return text
 
-    ds, systems = _systems(config, split)
+
+def compare(ctx: RunContext, split: str = "test") -> dict:
+    """Teacher against student with CIs and significance → ``RUN/report/report.{md,html}`` and metrics.json.
+    The student's parameter count comes from the train stage's summary, when the run has one."""
+    config = ctx.config
+    ds, systems = _systems(ctx, split)
     e = config.evaluation
+    parameters = (ctx.summaries.get("train") or {}).get("parameters")
+    params = {"student": parameters} if parameters else None
     result = compare_systems(
         ds.task,
         ds.examples,
         [system for _, system in systems],
-        TaskSpec.from_examples(ds.task, ds.examples).scored_labels,
+        ctx.spec([split]).scored_labels,
         resamples=e.resamples,
         seed=e.seed,
         params=params,
     )
     t, st = config.teacher, config.student
-    samples = samples_per_template(config, prompt_library(config))
+    samples = ctx.samples
     described = {
         "teacher": f"{t.model} on the {t.backend} backend; templates "
         + ", ".join(f"{n} ×{samples[n]}" for n in t.templates)
@@ -83,7 +101,8 @@ def compare(config: RunConfig, split: str = "test", params: dict[str, int] | Non
         + (f"; alpha {st.alpha}" if st.kind == "generative" else "")
         + (f"; LoRA r {st.lora_r}" if st.lora_r else "")
         + f"; {st.epochs:g} epochs"
-        + f"; seed {st.seed}",
+        + f"; seed {st.seed}"
+        + _few_labels_text((ctx.summaries.get("train") or {}).get("few_labels")),
     }
     provenance = {
         "command": f"cotdistill run {config.path / 'config.yaml'}",

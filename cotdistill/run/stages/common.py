@@ -1,0 +1,57 @@
+"""What several stages read and write: the knowledge records the student reads, and prediction files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cotdistill.distill.knowledge import read_knowledge
+from cotdistill.errors import InputError, MissingPathError, PathExistsError
+from cotdistill.records import Prediction
+from cotdistill.run.config import RunConfig
+
+
+def _knowledge_rows(config: RunConfig, splits: Sequence[str]):
+    """``(path, line, record)`` of each knowledge record the student reads, per ``student.knowledge`` (all,
+    kept or none)."""
+    mode = config.student.knowledge
+    if mode not in ("all", "kept", "none"):
+        raise InputError(f"student.knowledge={mode!r}; expected all, kept or none")
+    if mode == "none":
+        return
+    for split in splits:
+        path = config.path / "knowledge" / f"{split}.jsonl"
+        if not path.is_file():
+            raise MissingPathError(
+                f"{path} does not exist; run 'cotdistill knowledge' first, or set student.knowledge=none"
+            )
+        for lineno, row in read_knowledge(path):
+            if mode == "all" or row["kept"]:
+                yield path, lineno, row
+
+
+def student_knowledge(config: RunConfig, splits: Sequence[str]) -> dict[str, str]:
+    """The teacher text each example is conditioned on, per ``student.knowledge`` (all, kept or none)."""
+    return {row["id"]: row["knowledge"] for _, _, row in _knowledge_rows(config, splits) if row["knowledge"]}
+
+
+def student_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
+    """The teacher's voted answer of each example (what ``student.teacher_tags`` reads), per
+    ``student.knowledge``."""
+    return {
+        row["id"]: row["answer"] for _, _, row in _knowledge_rows(config, splits) if row["answer"] is not None
+    }
+
+
+def write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool) -> None:
+    """Prediction records as JSONL, written whole (temporary file, then rename); an existing file is kept
+    unless ``overwrite``."""
+    if path.exists() and not overwrite:
+        raise PathExistsError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
+    os.replace(tmp, path)

@@ -1,0 +1,123 @@
+"""The train stage with few gold labels: the labelled posts keep their gold, every other post gets a label
+made without gold, and the student (reading the post alone) trains on both.
+
+``student.pseudo_labels`` says how the posts without gold are labelled:
+
+- ``labeller``: a student that reads the teacher's answer as tags is trained on the labelled posts
+  (``RUN/student/labeller/``), as many steps as the student will take, and tags every other post from its
+  text and the teacher's answer;
+- ``teacher``: the teacher's answer itself.
+
+A post the teacher has no kept answer for is left out (counted and logged). The labels made are written
+to ``RUN/student/pseudo_labels.jsonl``. After training, and for evaluation only, they are scored against
+the gold of the training posts they were made for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+
+from cotdistill.readers import load_split
+from cotdistill.readers.unlabelled import UNLABELLED
+from cotdistill.records import Example, answer_from_dict
+from cotdistill.run.context import RunContext
+from cotdistill.run.stages.common import student_teacher_answers
+from cotdistill.tasks import score_answers
+
+logger = logging.getLogger(__name__)
+
+
+def split_posts(ctx: RunContext) -> tuple[list[Example], list[Example]]:
+    """(the labelled training posts, the posts without gold: training posts outside ``data.labelled`` and
+    the posts of ``data.unlabelled``)."""
+    train, gold_ids = ctx.split("train"), ctx.gold_ids()
+    labelled = [ex for ex in train.examples if gold_ids is None or ex.id in gold_ids]
+    others = [ex for ex in train.examples if gold_ids is not None and ex.id not in gold_ids]
+    if ctx.config.data.unlabelled:
+        others += ctx.split(UNLABELLED).examples
+    return labelled, others
+
+
+def _labeller(ctx: RunContext, student, training, labelled, answers, steps: int):
+    """A teacher-tags student trained on the labelled posts (kept in RUN/student/labeller/best)."""
+    from cotdistill.student.encoder import load_encoder_student
+    from cotdistill.student.train import train_encoder
+
+    folder = ctx.path / "student" / "labeller"
+    if (folder / "best" / "cotdistill_student.json").is_file():
+        return load_encoder_student(folder / "best")
+    config = dataclasses.replace(student, teacher_tags=True, use_knowledge=False)
+    per_epoch = math.ceil(steps / max(training.epochs, 1))
+    loop = dataclasses.replace(
+        training, output_dir=str(folder), max_steps=steps, eval_steps=per_epoch, resume_from_checkpoint=None
+    )
+    valid = ctx.split("valid").examples
+    model, featurizer, _ = train_encoder(config, loop, labelled, valid, None, teacher_answers=answers)
+    return model, featurizer
+
+
+def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], dict]:
+    """The training posts of a few-label run (labelled posts, then the others with their made labels) and
+    what was made, counted."""
+    from cotdistill.student.encoder import decode_predictions
+
+    labelled, others = split_posts(ctx)
+    splits = ["train", "valid", *([UNLABELLED] if ctx.config.data.unlabelled else [])]
+    answers = student_teacher_answers(ctx.config, splits)
+    missing = [ex for ex in others if ex.id not in answers]
+    if missing:
+        logger.warning(
+            "%d of %d posts without gold have no kept teacher answer (first: %s); training on the other %d",
+            len(missing),
+            len(others),
+            missing[0].id,
+            len(others) - len(missing),
+        )
+    answered = [ex for ex in others if ex.id in answers]
+    method = ctx.config.student.pseudo_labels
+    if method == "teacher":
+        made = {ex.id: answers[ex.id] for ex in answered}
+    else:
+        steps = math.ceil((len(labelled) + len(answered)) / training.batch_size) * math.ceil(training.epochs)
+        model, featurizer = _labeller(ctx, student, training, labelled, answers, steps)
+        preds = decode_predictions(model, featurizer, answered, None, teacher_answers=answers)
+        made = {p.id: p.answer for p in preds if p.answer is not None}
+    out = ctx.path / "student" / "pseudo_labels.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(
+            json.dumps({"id": i, "answer": a.to_dict()}, ensure_ascii=False) + "\n" for i, a in made.items()
+        )
+    counts = {
+        "method": method,
+        "labelled_posts": len(labelled),
+        "posts_without_gold": len(others),
+        "without_teacher_answer": len(missing),
+        "pseudo_labelled": len(made),
+        "pseudo_labels": str(out),
+    }
+    logger.info("few labels: %s", counts)
+    return labelled + [dataclasses.replace(ex, gold=made[ex.id]) for ex in answered if ex.id in made], counts
+
+
+def score_after_training(ctx: RunContext) -> dict | None:
+    """For evaluation only, after training: the made labels of the training posts against their gold."""
+    path = ctx.path / "student" / "pseudo_labels.jsonl"
+    if ctx.config.data.labelled == "all" or not path.is_file():
+        return None
+    made = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            made[row["id"]] = answer_from_dict(row["answer"])
+    d = ctx.config.data
+    gold = [
+        ex
+        for ex in load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir).examples
+        if ex.id in made
+    ]
+    s = score_answers(gold[0].task, [ex.gold for ex in gold], [made[ex.id] for ex in gold]) if gold else None
+    return {"posts": len(gold), **{k: s[k] for k in ("precision", "recall", "f1")}} if s else None

@@ -1,0 +1,166 @@
+"""Few gold labels, many posts: `data.labelled` and `data.unlabelled` through `cotdistill run`, with a teacher
+that replays answers written from the synthetic data (a few of them wrong), tiny models built from configs."""
+
+import json
+import random
+import shutil
+
+import pytest
+from conftest import REPO
+
+from cotdistill.labelled import LabelledCountError, pick_labelled
+from cotdistill.readers import load_split
+from cotdistill.run.cli import main
+from cotdistill.run.demo import build_tiny_models, write_synthetic_twitter
+
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+NAMES = {"PER": "person", "LOC": "city", "ORG": "company", "OTHER": "event"}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Synthetic Twitter data, tiny models, and the teacher's answers: each post's gold entities with their
+    types written freely, every fifth answer missing its last entity."""
+    root = tmp_path_factory.mktemp("few")
+    data = write_synthetic_twitter(root / "data")
+    _, student = build_tiny_models(root / "models")
+    rows = []
+    for split in ("train", "valid", "test"):
+        for k, ex in enumerate(load_split("twitter2015", data, split).examples):
+            ents = list(ex.gold.entities)[: -1 if k % 5 == 0 else None]
+            items = [{"text": e.text, "type": NAMES[e.type]} for e in ents]
+            rows.append({"id": ex.id, "text": json.dumps({"entities": items})})
+    answers = root / "answers.jsonl"
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data, student, answers
+
+
+def args(tmp_path, assets, data=None, *extra):
+    folder, student, answers = assets
+    return [
+        f"run_dir={tmp_path / 'runs'}",
+        f"data.data_dir={data or folder}",
+        "teacher.backend=replay",
+        "teacher.model=answers",
+        "teacher.templates=[mner.answer]",
+        f"teacher.options={{path: {answers}}}",
+        f"student.model={student}",
+        "student.knowledge_text=false",
+        "knowledge.learn_types=true",
+        "knowledge.unmapped_types=drop",
+        "student.epochs=2",
+        *extra,
+    ]
+
+
+def corrupt_unlabelled_gold(src, dst, labelled_ids, seed=1):
+    """A copy of the dataset whose training posts outside ``labelled_ids`` carry random tags."""
+    shutil.copytree(src, dst)
+    rng = random.Random(seed)
+    out, post = [], None
+    for line in (src / "train.txt").read_text().split("\n"):
+        if line.startswith("IMGID:"):
+            post = line[len("IMGID:") :]
+        elif "\t" in line and post not in labelled_ids:
+            token, _ = line.split("\t")
+            line = f"{token}\t{rng.choice(['O', 'B-PER', 'B-LOC', 'I-ORG', 'B-OTHER'])}"
+        out.append(line)
+    (dst / "train.txt").write_text("\n".join(out))
+
+
+def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
+    first = tmp_path / "first"
+    assert (
+        main(["run", SMOKE, *args(first, assets, None, "data.labelled=10", "student.pseudo_labels=labeller")])
+        == 0
+    )
+    run = first / "runs" / "smoke"
+    summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
+    assert summary["labelled_posts"] == 10 and summary["posts_without_gold"] == 30
+    assert summary["pseudo_labelled"] == 30 and summary["without_teacher_answer"] == 0
+    assert summary["pseudo_labels_against_gold"]["posts"] == 30  # evaluation only, after training
+    assert (run / "student" / "labeller" / "best").is_dir() and (
+        run / "knowledge" / "type_map.json"
+    ).is_file()
+    train = load_split("twitter2015", assets[0], "train").examples
+    labelled_ids = {ex.id for ex in pick_labelled(train, 10, 0)[0]}
+    corrupted = tmp_path / "corrupted-data"
+    corrupt_unlabelled_gold(assets[0], corrupted, labelled_ids)
+    assert load_split("twitter2015", corrupted, "train").examples != train
+    second = tmp_path / "second"
+    assert (
+        main(
+            [
+                "run",
+                SMOKE,
+                *args(second, assets, corrupted, "data.labelled=10", "student.pseudo_labels=labeller"),
+            ]
+        )
+        == 0
+    )
+    same = "predictions/student-test.jsonl"
+    assert (run / same).read_text() == (second / "runs" / "smoke" / same).read_text()
+    pseudo = "student/pseudo_labels.jsonl"
+    assert (run / pseudo).read_text() == (second / "runs" / "smoke" / pseudo).read_text()
+
+
+def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(tmp_path, assets):
+    folder, _, answers = assets
+    data = tmp_path / "data"
+    shutil.copytree(folder, data)
+    test = load_split("twitter2015", folder, "test").examples
+    # the test posts again under new ids, as a file of posts without gold (CoNLL with the tag column absent)
+    (data / "posts.txt").write_text(
+        "\n\n".join(f"IMGID:new{k}\n" + "\n".join(ex.tokens) for k, ex in enumerate(test))
+    )
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    by_id = {r["id"]: r["text"] for r in rows}
+    extra = tmp_path / "answers.jsonl"
+    extra.write_text(
+        answers.read_text()
+        + "".join(
+            json.dumps({"id": f"new{k}", "text": by_id[ex.id]}) + "\n" for k, ex in enumerate(test[:15])
+        )
+    )
+    run_args = args(
+        tmp_path,
+        (data, assets[1], extra),
+        data,
+        f"data.unlabelled={data / 'posts.txt'}",
+        "student.pseudo_labels=teacher",
+    )
+    assert main(["run", SMOKE, *run_args]) == 0
+    run = tmp_path / "runs" / "smoke"
+    assert len((run / "teacher" / "unlabelled").glob("*.jsonl").__next__().read_text().splitlines()) >= 20
+    summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
+    assert summary["posts_without_gold"] == 20 and summary["without_teacher_answer"] == 5
+    assert summary["pseudo_labelled"] == 15 and summary["method"] == "teacher"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "expected at least 1 labelled post"),
+        ("-3", "expected at least 1 labelled post"),
+        ("many", "expected a positive integer or 'all'"),
+        ("1.5", "expected a positive integer or 'all'"),
+        ("41", "the training split has 40 posts: use at most 40 or 'all'"),
+    ],
+)
+def test_a_bad_labelled_count_is_one_line_before_anything_runs(tmp_path, assets, capsys, value, message):
+    assert main(["run", SMOKE, *args(tmp_path, assets, None, f"data.labelled={value}")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pick_labelled_is_reproducible_and_drops_the_others_gold(assets):
+    train = load_split("twitter2015", assets[0], "train").examples
+    a, rest = pick_labelled(train, 7, 3)
+    b, _ = pick_labelled(train, 7, 3)
+    assert [ex.id for ex in a] == [ex.id for ex in b] and len(rest) == 33
+    assert all(not ex.gold.entities and "tags" not in ex.meta for ex in rest)
+    assert [ex.id for ex in pick_labelled(train, 7, 4)[0]] != [ex.id for ex in a]
+    assert len(pick_labelled(train, "all", 0)[0]) == 40
+    with pytest.raises(LabelledCountError):
+        pick_labelled(train, 41, 0)
