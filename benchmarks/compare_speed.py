@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import pin_one_core, write_result
 
-from cotdistill.run.cli import main as cli
 from cotdistill.records import Entity, EntityAnswer, Example, Prediction, Usage
+from cotdistill.run.cli import main as cli
 
 TYPES = ["PER", "LOC", "ORG", "OTHER"]
 

@@ -105,8 +105,7 @@ def _pair(metrics: dict, a: str, b: str) -> dict:
 def answer_parse_reasons(run: Path, spec_examples: dict) -> Counter:
     """Every answer sample's parse outcome (all splits), bucketed by the reason's first words."""
     from cotdistill.distill.runner import ShardStore
-    from cotdistill.tasks import parse_answer
-    from cotdistill.tasks import TaskSpec
+    from cotdistill.tasks import TaskSpec, parse_answer
 
     spec = TaskSpec.from_examples("mner", [ex for exs in spec_examples.values() for ex in exs.values()])
     reasons: Counter = Counter()

@@ -158,9 +158,9 @@ def teacher_train_f1(ds: str, base: dict, folder: Path) -> float:
     there merely repeat the gold tags."""
     import torch
 
-    from cotdistill.tasks import score_answers
     from cotdistill.readers import load_split
     from cotdistill.student.encoder import decode_predictions, load_encoder_student
+    from cotdistill.tasks import score_answers
 
     torch.set_num_threads(os.cpu_count() or 2)
     root = Path(base["data_dir"]) / ds

@@ -126,7 +126,9 @@ def test_unexpected_errors_are_one_line_and_v_shows_their_traceback(monkeypatch,
         raise KeyError("surprise")
 
     def replace_prompts_list(func):
-        commands = [dataclasses.replace(c, func=func) if c.name == "prompts list" else c for c in cli.COMMANDS]
+        commands = [
+            dataclasses.replace(c, func=func) if c.name == "prompts list" else c for c in cli.COMMANDS
+        ]
         monkeypatch.setattr(cli, "COMMANDS", tuple(commands))
 
     replace_prompts_list(boom)

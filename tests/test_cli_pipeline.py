@@ -84,8 +84,7 @@ def test_pipeline_commands(tmp_path, capsys):
 
 def test_student_section_maps_onto_the_student_configs():
     from cotdistill.run.config import ConfigError, to_dict
-    from cotdistill.run.stages.student import encoder_config, generative_config
-    from cotdistill.run.stages.student import training_config
+    from cotdistill.run.stages.student import encoder_config, generative_config, training_config
     from cotdistill.run.validation import load_config
     from cotdistill.student.config import EncoderTrainingConfig, GenerativeTrainingConfig
 
@@ -120,7 +119,7 @@ def test_student_section_maps_onto_the_student_configs():
         load_config(None, ["student.kind=generative", "student.crf=true"])
     with pytest.raises(ConfigError, match=r"student\.alpha is a setting of the generative student"):
         load_config(None, ["student.alpha=0.3"])
-    with pytest.raises(ConfigError, match="did you mean 'student.learning_rate'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'student\.learning_rate'"):
         load_config(None, ["student.learning_rat=0.1"])
     with pytest.raises(ConfigError, match=r"student\.vision='maybe'"):
         load_config(None, ["student.kind=generative", "student.vision=maybe"])

@@ -161,7 +161,7 @@ def test_a_server_that_is_down_stops_the_batch_and_keeps_what_was_made(tmp_path)
 def test_options_are_checked_and_a_key_in_the_config_is_refused():
     from cotdistill.run.config import ConfigError
 
-    with pytest.raises(ConfigError, match="did you mean 'teacher.options.concurrency'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'teacher\.options\.concurrency'"):
         OpenAIBackend("m", concurency=4)
     with pytest.raises(ConfigError, match="api_key_env"):
         OpenAIBackend("m", api_key="sk-123")

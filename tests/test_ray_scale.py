@@ -102,8 +102,8 @@ def test_a_real_model_backend_runs_inside_the_actors(local_ray, tmp_path):
 
 def test_the_generate_stage_uses_ray_when_asked(local_ray, tmp_path):
     from cotdistill.run.context import RunContext
-    from cotdistill.run.stages.teacher import generate
     from cotdistill.run.demo import write_synthetic_twitter
+    from cotdistill.run.stages.teacher import generate
     from cotdistill.run.validation import load_config
 
     data = write_synthetic_twitter(tmp_path / "data")

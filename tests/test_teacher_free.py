@@ -267,7 +267,9 @@ def test_the_teacher_judges_the_swapped_posts_and_the_verdicts_are_kept(tmp_path
     again = Judge(
         fail
     )  # a rerun reads the saved verdicts (failed requests are redone only by --retry-failed)
-    assert [c.id for c in plausibility_check(RunContext(config, judge=again), spec)(copies)] == [c.id for c in expected]
+    assert [c.id for c in plausibility_check(RunContext(config, judge=again), spec)(copies)] == [
+        c.id for c in expected
+    ]
     assert again.calls == 0
 
 

@@ -68,5 +68,5 @@ def test_missing_vllm_has_an_install_hint(monkeypatch):
 def test_misspelt_engine_option_names_the_right_one():
     from cotdistill.run.config import ConfigError
 
-    with pytest.raises(ConfigError, match="did you mean 'teacher.options.tensor_parallel_size'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'teacher\.options\.tensor_parallel_size'"):
         VLLMBackend("m", tensor_paralel_size=2)
