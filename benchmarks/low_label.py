@@ -286,6 +286,33 @@ def plot(payload: dict, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def table(payload: dict) -> str:
+    """The results as a Markdown table (what README.md shows): mean ± spread over the finished seeds."""
+
+    def cell(values) -> str:
+        if not values:
+            return "–"
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+    rows = [
+        "| dataset | N | seeds | (a) text only | (b) distilled, teacher-free | (b) − (a) | teacher alone | "
+        "teacher tags (reads the teacher) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ds, by_n in payload["datasets"].items():
+        total = payload["train_posts"][ds]
+        for n in sorted(by_n, key=lambda n: total if n == "all" else int(n)):
+            r = by_n[n]
+            gain = r.get("distilled_minus_text_only")
+            rows.append(
+                f"| {ds} | {n} | {len(r['seeds'])} | {cell(r['text_only'])} | {cell(r['distilled'])} | "
+                f"{'–' if gain is None else f'{gain:+.2f}'} | {r['teacher']:.2f} | {cell(r['teacher_tags'])} |"
+            )
+    return "\n".join(rows)
+
+
 def save(payload: dict, command: str) -> None:
     payload["summary_method"] = payload["settings"]["method"]
     payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
@@ -313,10 +340,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--plot", action="store_true", help="only draw the plot from the results file")
+    parser.add_argument("--table", action="store_true", help="only print the results as a Markdown table")
     args = parser.parse_args()
     payload = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
     if args.plot:
         plot(payload, RESULTS / "low_label.png")
+        return
+    if args.table:
+        print(table(payload))
         return
     import torch
 

@@ -73,16 +73,6 @@ def build_section(cls, values, where: str = ""):
     return cls(**kwargs)
 
 
-def check_section(obj, where: str = "") -> None:
-    """Check the ranges of a settings dataclass built in code (not from a mapping), nested sections too."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            check_section(value, f"{where}{f.name}.")
-        else:
-            check_bounds(value, f.metadata.get("bounds", {}), where + f.name)
-
-
 def coerce(value, hint, key: str):
     """``value`` as the type ``hint`` says, or a ``ConfigError`` naming ``key``."""
     origin = typing.get_origin(hint)

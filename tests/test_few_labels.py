@@ -174,3 +174,33 @@ def test_pick_labelled_is_reproducible_and_drops_the_others_gold(assets):
     assert len(pick_labelled(train, "all", 0)[0]) == 40
     with pytest.raises(LabelledCountError):
         pick_labelled(train, 41, 0)
+
+
+def test_a_file_of_posts_without_gold_reads_as_jsonl_or_conll_and_names_a_bad_line(tmp_path):
+    from cotdistill.readers.common import DataFormatError
+    from cotdistill.readers.unlabelled import read_unlabelled
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"\xff\xd8")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        '{"id": "p1", "text": "RT @Obama in Paris", "image": "a.jpg"}\n\n{"text": "no id here"}\n'
+    )
+    first, second = read_unlabelled(posts, "mner", images)
+    assert first.tokens == ("RT", "@Obama", "in", "Paris") and first.image == str(images / "a.jpg")
+    assert second.id == "unlabelled-3" and not first.gold.entities and not second.gold.entities
+    conll = tmp_path / "posts.txt"
+    conll.write_text("IMGID:x1\nObama\nin\nParis\n\nIMGID:x2\nhello\n")
+    assert [ex.tokens for ex in read_unlabelled(conll, "mner")] == [("Obama", "in", "Paris"), ("hello",)]
+    for text, where, what in (
+        ('{"text": "fine"}\n{"text": \n', ":2:", "not JSON"),
+        ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', ":2:", "repeats the post at line 1"),
+        ('{"text": "x", "image": "../secret.jpg"}\n', ":1:", "outside the image directory"),
+        ("IMGID:x1\nObama\tB-PER\n", ":2:", "a tag column"),
+    ):
+        posts.write_text(text)
+        with pytest.raises(DataFormatError, match=f"{where}.*{what}"):
+            read_unlabelled(posts, "mner", images)
+    with pytest.raises(DataFormatError, match="head and a tail"):
+        read_unlabelled(conll, "mre")
