@@ -256,6 +256,7 @@ def plot(payload: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     datasets = list(payload["datasets"])
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
@@ -277,6 +278,7 @@ def plot(payload: dict, path: Path) -> None:
         ax.plot([x for x, _ in teacher], [y for _, y in teacher], "x:", color="grey", label="teacher alone")
         ax.set_xscale("log")
         ax.set_xticks(xs, [str(n) for n in ns])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("gold-labelled training posts (N)")
         ax.set_ylabel("test F1")
         ax.set_title(ds)
