@@ -66,7 +66,7 @@ def main() -> None:
     }
     result["few_labels"].pop("pseudo_labels", None)
     shown = " ".join(
-        c if " " not in c else repr(c) for c in command[:2] + [f"configs/{config.name}"] + command[3:4]
+        c if " " not in c else repr(c) for c in [*command[:2], f"configs/{config.name}", *command[3:4]]
     )
     write_result(
         f"few_labels_run_{args.dataset}",

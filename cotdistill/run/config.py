@@ -94,7 +94,7 @@ class _EncoderRunFields:
     knowledge_text: bool = True  # read the knowledge text as a second segment (false: teacher tags alone)
     # few gold labels (data.labelled): how the posts without gold get their labels — "labeller": a student
     # that reads the teacher's answer, trained on the labelled posts; "teacher": the teacher's answers
-    pseudo_labels: str = "labeller"
+    pseudo_labels: Literal["labeller", "teacher"] = "labeller"
 
 
 @dataclass

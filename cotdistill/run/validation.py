@@ -136,8 +136,6 @@ def _check_few_labels(config: RunConfig, task: str) -> None:
             "with few gold labels the student reads the post alone (the teacher labels the other posts): "
             "set student.teacher_tags=false and student.knowledge_text=false"
         )
-    if st.pseudo_labels not in ("labeller", "teacher"):
-        raise ConfigError(f"student.pseudo_labels={st.pseudo_labels!r}; expected labeller or teacher")
     if st.knowledge == "none":
         raise ConfigError(
             "the posts without gold are labelled from the teacher's answers: set student.knowledge=all"
