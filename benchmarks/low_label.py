@@ -10,11 +10,17 @@ Per dataset, N (labelled posts) and seed (the labelled posts and the training se
   distilled    (b) text only at test time, trained on the N gold posts plus the other posts labelled
                without gold by the method below
 
-Methods for (b), chosen on Twitter-2017 dev at N=200, seed 0 (``--methods`` runs several in one cell):
+Methods for (b) (``--methods`` runs several in one cell):
   silver       the teacher's parsed answer on each unlabelled post as its label
   labeller     the teacher-tags student's answer on each unlabelled post as its label
   soft         the teacher-tags student's label distributions as soft targets on the unlabelled posts
                (knowledge distillation, temperature 2), gold on the labelled ones
+  auto         per cell, whichever label source scores the higher F1 on the dev split: the teacher's
+               answers (silver) or the teacher-tags student's (labeller); one student is trained, on the
+               labels of the source picked. This is what ``student.pseudo_labels: auto`` does in a run.
+
+The first choice (labeller, on Twitter-2017 dev at N=200, seed 0) is in low_label_method_choice.json; the
+summary now reports ``auto``, which reads the same dev split, and only the dev split, to pick.
 
 Every arm trains ``--epochs`` epochs' worth of steps over the whole training split (batch 32) and keeps
 the checkpoint with the best dev F1 (dev scored ``--evals`` times a run). Finished cells are kept in the
@@ -43,7 +49,7 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, data_dir, machine, minilm_dir  # noqa: E402
 
 OUT = RESULTS / "low_label.json"
-METHODS = ("silver", "labeller", "soft")
+METHODS = ("silver", "labeller", "soft", "auto")
 WORK = Path("/tmp/cotdistill-low-label")  # the labellers that "soft" distils from
 
 
@@ -171,8 +177,15 @@ def label_posts(method: str, posts, answers: dict, labeller: dict | None) -> tup
     }
 
 
-def run_cell(data: dict, gold_train: list, n, seed: int, methods, args) -> dict:
-    """One (dataset, N, seed): the arms above, each on the same labelled posts."""
+def auto_pick(cell: dict) -> str:
+    """``auto``: the label source with the higher dev F1, the teacher's answers or the labeller's."""
+    return "silver" if cell["teacher"]["dev"]["f1"] >= cell["teacher_tags"]["valid"]["f1"] else "labeller"
+
+
+def run_cell(data: dict, gold_train: list, n, seed: int, methods, args, done: dict | None = None) -> dict:
+    """One (dataset, N, seed): the arms above, each on the same labelled posts. ``done``: the cell as a
+    previous run left it; its arms are kept, and only the methods it lacks are trained (the labeller is
+    retrained only where a method needs its model)."""
     from cotdistill.labelled import pick_labelled
 
     model_dir = minilm_dir(args.model)
@@ -186,11 +199,28 @@ def run_cell(data: dict, gold_train: list, n, seed: int, methods, args) -> dict:
         "types_learned": learned,
     }
     common = {"answers": answers, "steps": steps, "seed": seed, "args": args}
+    done = done or {}
+    want_auto = "auto" in methods
+    cell["distilled"] = dict(done.get("distilled", {}))
+    if "auto" in methods and not unlabelled:  # every post has gold: (b) is (a)
+        cell["auto_pick"] = "auto"
+    elif "auto" in methods:
+        methods = [m for m in methods if m != "auto"]
+        if done.get("teacher_tags"):
+            cell["auto_pick"] = auto_pick({**cell, "teacher_tags": done["teacher_tags"]})
+            methods.append(cell["auto_pick"])
+    methods = [m for m in dict.fromkeys(methods) if m not in cell["distilled"]]
+    needs_labeller = bool(set(methods) & {"labeller", "soft"})
     keep = WORK / f"{data['name']}-{n}-{seed}-labeller" if "soft" in methods and unlabelled else None
-    tags = train_arm(data, model_dir, labelled, tags=True, keep=keep, **common)
+    if needs_labeller or not done.get("teacher_tags"):
+        tags = train_arm(data, model_dir, labelled, tags=True, keep=keep, **common)
+    else:
+        tags = done["teacher_tags"]
     cell["teacher_tags"] = tags
-    cell["text_only"] = train_arm(data, model_dir, labelled, tags=False, **common)
-    cell["distilled"] = {}
+    if want_auto and "auto_pick" not in cell:
+        cell["auto_pick"] = auto_pick(cell)
+        methods = [m for m in dict.fromkeys([*methods, cell["auto_pick"]]) if m not in cell["distilled"]]
+    cell["text_only"] = done.get("text_only") or train_arm(data, model_dir, labelled, tags=False, **common)
     for method in methods:
         if not unlabelled:  # every post has gold: nothing for the teacher to label
             cell["distilled"][method] = {**cell["text_only"], "same_as": "text_only"}
@@ -221,7 +251,10 @@ def summary(cells: dict, method: str) -> dict:
         for n, by_seed in by_n.items():
             seeds = sorted(by_seed, key=int)
             rows = [by_seed[s] for s in seeds]
-            picked = [r["distilled"].get(method) for r in rows]
+            picked = [
+                r["distilled"].get(r.get("auto_pick", "labeller") if method == "auto" else method)
+                for r in rows
+            ]
             out.setdefault(ds, {})[n] = {
                 "seeds": [int(s) for s in seeds],
                 "text_only": [r["text_only"]["test"]["f1"] for r in rows],
@@ -236,6 +269,7 @@ def summary(cells: dict, method: str) -> dict:
                     "teacher_tags": [r["teacher_tags"]["valid"]["f1"] for r in rows],
                 },
                 "method": method,
+                **({"picked": [r.get("auto_pick") for r in rows]} if method == "auto" else {}),
                 "train_seconds": {
                     "text_only": [r["text_only"]["train_seconds"] for r in rows],
                     "distilled": [p["train_seconds"] for p in picked if p],
@@ -332,10 +366,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["twitter2017", "twitter2015"])
     parser.add_argument("--labelled", nargs="+", default=["50", "200", "1000", "all"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["labeller"], choices=METHODS)
-    parser.add_argument(
-        "--method", default="labeller", choices=METHODS, help="the method the summary reports"
-    )
+    parser.add_argument("--methods", nargs="+", default=["auto"], choices=METHODS)
+    parser.add_argument("--method", default="auto", choices=METHODS, help="the method the summary reports")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--evals", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -365,10 +397,12 @@ def main() -> None:
         "method": args.method,
         "teacher": "PGIM's ChatGPT (gpt-3.5-turbo) knowledge, replayed; free-text types mapped as the labelled "
         "posts show (learn_type_map), other unknown types dropped",
-        "dev": "every arm keeps its best checkpoint by F1 on the whole dev split; the method was chosen on "
-        "Twitter-2017 dev at N=200, seed 0",
+        "dev": "every arm keeps its best checkpoint by F1 on the whole dev split; with method auto, each cell "
+        "also picks its label source (the teacher's answers or the labeller's) by their F1 on the whole dev "
+        "split; test is never read for a choice",
     }
-    if payload.get("settings", settings) | {"method": args.method} != settings:
+    same = ("model", "epochs", "evals_per_run", "lr", "batch_size", "max_length")
+    if any(payload.get("settings", settings)[k] != settings[k] for k in same):
         sys.exit(f"{OUT} was made with other settings ({payload['settings']}); move it aside first")
     payload["settings"] = settings
     payload.setdefault("cells", {})
@@ -387,15 +421,16 @@ def main() -> None:
         for n in args.labelled:
             for seed in args.seeds:
                 done = payload["cells"].get(ds, {}).get(n, {}).get(str(seed))
-                if done and all(m in done["distilled"] for m in args.methods):
+                wanted = [done.get("auto_pick", "?") if m == "auto" and done else m for m in args.methods]
+                if done and all(m in done["distilled"] for m in wanted):
                     continue
                 count = n if n == "all" else int(n)
                 print(f"[{ds} N={n} seed={seed}] running", flush=True)
                 start = time.perf_counter()
-                cell = run_cell(data, gold_train, count, seed, args.methods, args)
-                if done:  # a cell rerun for another method keeps the methods it had
-                    cell["distilled"] = {**done["distilled"], **cell["distilled"]}
-                cell["wall_seconds"] = round(time.perf_counter() - start, 1)
+                cell = run_cell(data, gold_train, count, seed, args.methods, args, done)
+                cell["wall_seconds"] = round(time.perf_counter() - start, 1) + (done or {}).get(
+                    "wall_seconds", 0
+                )
                 payload["cells"].setdefault(ds, {}).setdefault(n, {})[str(seed)] = cell
                 save(payload, command)
                 brief = {m: (d["valid"]["f1"], d["test"]["f1"]) for m, d in cell["distilled"].items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cotdistill.distill.backends import Generation
 from cotdistill.errors import PathExistsError
+from cotdistill.files import write_atomic
 from cotdistill.metrics import set_f1
 from cotdistill.prompts import PromptLibrary
 from cotdistill.records import Answer, Example
@@ -234,9 +235,7 @@ def export_knowledge(
         for row in rows
     ]
     datasets.Dataset.from_list(flat).save_to_disk(str(paths["arrow"]))
-    paths["counts"].write_text(
-        json.dumps(dict(report.counts), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    write_atomic(paths["counts"], json.dumps(dict(report.counts), indent=2, ensure_ascii=False) + "\n")
     return paths
 
 

@@ -35,6 +35,7 @@ from cotdistill.distill.backends import (
     TeacherUnavailable,
 )
 from cotdistill.errors import RunError
+from cotdistill.images import read_image_bytes
 from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary, TemplateError, TemplateInfo
 from cotdistill.records import Example
@@ -56,9 +57,8 @@ def image_digest(path: str | None) -> str:
     if not path:
         return ""
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()[:16]
-    except OSError:
+        return hashlib.sha256(read_image_bytes(path)).hexdigest()[:16]
+    except OSError:  # ImageFileError too: a FIFO or device is never read, a huge file never loaded
         return "unreadable"
 
 

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from cotdistill.eval.plots import make_plots
+from cotdistill.files import write_atomic
 
 
 def _pct(x: float | None) -> str:
@@ -53,11 +54,17 @@ SUMMARY_HEAD = [
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(_md_text(h) for h in head) + " |", "|" + "---|" * len(head)]
     lines += [
-        "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", "<br>") for c in r) + " |" for r in rows
+        "| " + " | ".join(_md_text(c).replace("|", "\\|").replace("\n", "<br>") for c in r) + " |"
+        for r in rows
     ]
     return "\n".join(lines)
+
+
+def _md_text(value) -> str:
+    """Text for report.md: markup from posts and answers shown as text (Markdown renders raw HTML)."""
+    return html.escape(str(value), quote=False)
 
 
 def _per_label_rows(result: dict) -> tuple[list[str], list[list[str]]]:
@@ -185,23 +192,25 @@ def _detail_tables(
 
 
 def write_markdown(result: dict, plots: list[Path], provenance: dict, path: Path) -> Path:
-    parts = [f"# Comparison on {provenance.get('gold', 'the test set')}", ""]
+    parts = [f"# Comparison on {_md_text(provenance.get('gold', 'the test set'))}", ""]
     if provenance.get("note"):
-        parts += [f"> **{provenance['note']}**", ""]
+        parts += [f"> **{_md_text(provenance['note'])}**", ""]
     parts += [
         f"{result['examples']:,} examples, task {result['task']}; 95% intervals from {result['bootstrap']['resamples']:,} bootstrap resamples (seed {result['bootstrap']['seed']}).",
         "",
     ]
-    parts += [f"- **{name}**: {what}" for name, what in (provenance.get("systems") or {}).items() if what] + [
-        ""
-    ]
+    parts += [
+        f"- **{_md_text(name)}**: {_md_text(what)}"
+        for name, what in (provenance.get("systems") or {}).items()
+        if what
+    ] + [""]
     parts += ["## Summary", "", _md_table(SUMMARY_HEAD, _summary_rows(result)), ""]
     if result["pairs"]:
         parts += ["## Differences", "", _md_table(PAIR_HEAD, _pair_rows(result)), ""]
     head, rows = _per_label_rows(result)
     parts += ["## Per label (F1)", "", _md_table(head, rows), ""]
     for title, head, rows in _detail_tables(result, rationale_chars=200):
-        parts += [f"## {title}", "", _md_table(head, rows) if rows else "(none)", ""]
+        parts += [f"## {_md_text(title)}", "", _md_table(head, rows) if rows else "(none)", ""]
     parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     parts += [
         "## How this was made",
@@ -215,7 +224,7 @@ def write_markdown(result: dict, plots: list[Path], provenance: dict, path: Path
         "```",
         "",
     ]
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_atomic(path, "\n".join(parts))
     return path
 
 
@@ -284,7 +293,7 @@ def write_html(result: dict, plots: list[Path], provenance: dict, path: Path) ->
         "<pre class=small>" + html.escape(json.dumps(provenance, indent=2, ensure_ascii=False)) + "</pre>"
     )
     doc = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>cotdistill report</title><style>{_CSS}</style></head><body>{"".join(body)}</body></html>\n'
-    path.write_text(doc, encoding="utf-8")
+    write_atomic(path, doc)
     return path
 
 
@@ -292,9 +301,9 @@ def write_report(result: dict, out_dir: str | os.PathLike, provenance: dict) -> 
     """Write metrics.json, the PNG plots, report.md and report.html into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(
+    write_atomic(
+        out / "metrics.json",
         json.dumps({**result, "provenance": provenance}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
     )
     plots = make_plots(result, out)
     return {

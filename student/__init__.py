@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cotdistill.errors import InputError
+from cotdistill.files import write_atomic
 
 META = "cotdistill_student.json"
 
@@ -18,8 +19,9 @@ class StudentConfigError(InputError):
 def save_student_config(kind: str, config, out_dir: str | Path) -> None:
     """Write ``cotdistill_student.json``: the student's kind and its config, enough to load it again."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / META).write_text(
-        json.dumps({"kind": kind, **asdict(config)}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    write_atomic(
+        Path(out_dir) / META,
+        json.dumps({"kind": kind, **asdict(config)}, indent=2, ensure_ascii=False) + "\n",
     )
 
 

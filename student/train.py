@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
+from cotdistill.files import write_atomic
 from cotdistill.labelled import without_gold
 from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
@@ -84,7 +85,7 @@ def save_best(
     trainer.save_model(str(out))
     processor.save_pretrained(str(out))
     write_config(config, out)
-    (out / "training_config.json").write_text(json.dumps(asdict(training), indent=2) + "\n")
+    write_atomic(out / "training_config.json", json.dumps(asdict(training), indent=2) + "\n")
     return out
 
 

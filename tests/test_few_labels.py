@@ -147,6 +147,26 @@ def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(t
     assert summary["pseudo_labelled"] == 15 and summary["method"] == "teacher"
 
 
+def test_auto_labels_with_the_source_that_scores_higher_on_dev(tmp_path, assets):
+    assert main(["run", SMOKE, *args(tmp_path, assets, None, "data.labelled=10")]) == 0  # auto: the default
+    run = tmp_path / "runs" / "smoke"
+    summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
+    dev = summary["chosen_on_dev"]
+    assert set(dev) == {"teacher", "labeller"} and all(0 <= f <= 1 for f in dev.values())
+    # the replayed teacher is right on most posts, the tiny labeller is not: the teacher labels the posts
+    assert dev["teacher"] > dev["labeller"] and summary["method"] == "teacher"
+    teacher = {
+        r["id"]: json.loads(r["text"])["entities"]
+        for r in map(json.loads, assets[2].read_text().splitlines())
+    }
+    made = [json.loads(line) for line in (run / "student" / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert len(made) == 30
+    for row in made:
+        assert sorted(e["text"] for e in row["answer"]["entities"]) == sorted(
+            e["text"] for e in teacher[row["id"]]
+        )
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

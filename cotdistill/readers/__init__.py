@@ -217,6 +217,12 @@ def load_split(
                 with_caption += 1
         report.note(f"{with_caption}/{len(examples)} {split} posts have a caption from {captions_path.name}")
     report.images_found, report.images_missing = images.found, images.missing
+    report.images_refused = images.refused
+    if images.refused:
+        report.note(
+            f"{images.refused} images refused in {image_dir} (not a regular file, or over the size cap); "
+            "those posts are read without their image"
+        )
     if images.missing:
         where = image_dir if image_dir.is_dir() else f"{image_dir} (not a directory)"
         report.note(f"{images.missing} of {images.found + images.missing} images missing in {where}")

@@ -17,31 +17,36 @@ import os
 import re
 from urllib.parse import unquote, urlparse
 
-from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport
+from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_text
 from cotdistill.records import AttributeAnswer, AttributeValue, Entity, EntityAnswer, Example
 
 _WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]", re.UNICODE)
 
 
 def _load_json_records(path: str | os.PathLike) -> list:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        raise DataFormatError(path, None, f"invalid UTF-8 at byte {err.start}; expected UTF-8 JSON") from None
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith("["):
-            records = json.loads(text)
-        else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise DataFormatError(path, err.lineno, f"invalid JSON ({err.msg}, column {err.colno})") from None
-    except RecursionError:
-        raise DataFormatError(path, None, "JSON nested too deeply to be a dataset record") from None
+    """The records of a JSON list, or of JSON lines (one record per line; blank lines skipped)."""
+    text = read_text(path)
+    if text.lstrip().startswith("["):
+        records = _parse_json(path, text)
+    else:
+        # Lines end at "\n" only: splitlines() would also cut at U+2028 and the like, which JSON strings
+        # may hold as they are.
+        lines = enumerate(text.split("\n"), start=1)
+        records = [_parse_json(path, line, lineno) for lineno, line in lines if line.strip()]
     if not isinstance(records, list):
         raise DataFormatError(path, 1, "expected a JSON list of records")
     return records
+
+
+def _parse_json(path: str | os.PathLike, text: str, lineno: int | None = None):
+    """One JSON document: the whole file (``lineno`` None) or its line ``lineno``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        line = err.lineno if lineno is None else lineno
+        raise DataFormatError(path, line, f"invalid JSON ({err.msg}, column {err.colno})") from None
+    except RecursionError:
+        raise DataFormatError(path, lineno, "JSON nested too deeply to be a dataset record") from None
 
 
 def tokenize_with_boundaries(text: str, boundaries: set[int]) -> tuple[list[str], list[tuple[int, int]]]:

@@ -12,6 +12,7 @@ from cotdistill.errors import InputError
 from cotdistill.eval.compare import compare_systems
 from cotdistill.eval.predictions import align, read_predictions, system_metrics
 from cotdistill.eval.report import write_report
+from cotdistill.files import is_empty_leftover, write_atomic
 from cotdistill.locking import exclusive
 from cotdistill.models import convert_gguf
 from cotdistill.prompts import BM25, PromptLibrary, select_demos
@@ -147,7 +148,8 @@ def _load_gold(args) -> tuple[str, list, str]:
 
 
 def _refuse_overwrite(out: Path, names: list[str], overwrite: bool) -> None:
-    existing = [str(out / n) for n in names if (out / n).exists()]
+    # an empty file is what a write cut short used to leave: nothing to keep, so it does not block
+    existing = [str(out / n) for n in names if (out / n).exists() and not is_empty_leftover(out / n)]
     if existing and not overwrite:
         raise UsageError(f"{', '.join(existing)} already exist; choose another --out or pass --overwrite")
 
@@ -182,9 +184,7 @@ def cmd_evaluate(args) -> int:
     if args.out is not None:
         _refuse_overwrite(args.out, ["metrics.json"], args.overwrite)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(
-            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        write_atomic(args.out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.out / 'metrics.json'}")
     return 0
 

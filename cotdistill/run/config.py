@@ -93,8 +93,9 @@ class _EncoderRunFields:
     knowledge: str = "all"  # all: every example's teacher text; kept: only what passed the filter; none
     knowledge_text: bool = True  # read the knowledge text as a second segment (false: teacher tags alone)
     # few gold labels (data.labelled): how the posts without gold get their labels — "labeller": a student
-    # that reads the teacher's answer, trained on the labelled posts; "teacher": the teacher's answers
-    pseudo_labels: Literal["labeller", "teacher"] = "labeller"
+    # that reads the teacher's answer, trained on the labelled posts; "teacher": the teacher's answers;
+    # "auto": whichever of the two scores the higher F1 on the dev split
+    pseudo_labels: Literal["auto", "labeller", "teacher"] = "auto"
 
 
 @dataclass

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from cotdistill.errors import InputError, RunError
+from cotdistill.files import write_atomic
 from cotdistill.locking import exclusive
 from cotdistill.readers.common import DataFormatError
 from cotdistill.run.config import RunConfig, to_dict, write_resolved
@@ -80,9 +80,7 @@ class StageLog:
         self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.stages, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.stages, indent=2, ensure_ascii=False) + "\n")
 
 
 def stale_stages(config: RunConfig, stages: dict) -> list[str]:

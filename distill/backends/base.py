@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cotdistill.errors import InputError, RunError
+from cotdistill.images import read_image_bytes
 from cotdistill.records import Usage
 from cotdistill.settings import ConfigError, build_section
 
@@ -185,8 +186,7 @@ def one_line(text: str, limit: int = 300) -> str:
 def image_data_url(path: str) -> str:
     """An image file as a base64 ``data:`` URL (what OpenAI-compatible servers take for local images)."""
     mime = mimetypes.guess_type(path)[0] or "image/jpeg"
-    with open(path, "rb") as f:
-        return f"data:{mime};base64,{base64.b64encode(f.read()).decode('ascii')}"
+    return f"data:{mime};base64,{base64.b64encode(read_image_bytes(path)).decode('ascii')}"
 
 
 def convert_messages(messages: list[dict], image_part) -> list[dict]:

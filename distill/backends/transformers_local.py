@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cotdistill.images import open_image
 from cotdistill.models import from_pretrained
 from cotdistill.records import Usage
 from cotdistill.settings import bounded
@@ -72,7 +73,6 @@ class TransformersBackend(Backend):
         )
 
     def _prepare(self, r: TeacherRequest) -> tuple[str, list]:
-        from PIL import Image
 
         images, messages = [], []
         for m in r.messages:
@@ -83,8 +83,7 @@ class TransformersBackend(Backend):
                     if part["type"] == "image":
                         if self.text_only:
                             continue
-                        with Image.open(part["image"]) as im:
-                            images.append(im.convert("RGB"))
+                        images.append(open_image(part["image"]))
                         parts.append({"type": "image"})
                     else:
                         parts.append({"type": "text", "text": part["text"]})

@@ -148,11 +148,10 @@ class VLLMBackend(Backend):
 
     @staticmethod
     def _messages(messages: list[dict]) -> list[dict]:
-        from PIL import Image
+        from cotdistill.images import open_image
 
         def pil(path: str) -> dict:
-            with Image.open(path) as im:
-                return {"type": "image_pil", "image_pil": im.convert("RGB")}
+            return {"type": "image_pil", "image_pil": open_image(path)}
 
         return convert_messages(messages, pil)
 

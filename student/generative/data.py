@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from cotdistill.images import open_image
 from cotdistill.records import Example, RelationAnswer
 from cotdistill.student.generative.config import (
     KINDS,
@@ -70,9 +71,8 @@ def load_image(path: str | None, max_pixels: int):
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except OSError:
+        image = open_image(path)
+    except OSError:  # unreadable, not a regular file, or over the size cap
         return None
     w, h = image.size
     if w * h > max_pixels:

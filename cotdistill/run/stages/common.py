@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cotdistill.distill.knowledge import read_knowledge
 from cotdistill.errors import InputError, MissingPathError, PathExistsError
+from cotdistill.files import atomic_path
 from cotdistill.records import Prediction
 from cotdistill.run.config import RunConfig
 
@@ -50,8 +50,5 @@ def write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool) 
     unless ``overwrite``."""
     if path.exists() and not overwrite:
         raise PathExistsError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in preds)
-    os.replace(tmp, path)

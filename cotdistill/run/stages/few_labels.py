@@ -6,7 +6,10 @@ made without gold, and the student (reading the post alone) trains on both.
 - ``labeller``: a student that reads the teacher's answer as tags is trained on the labelled posts
   (``RUN/student/labeller/``), as many steps as the student will take, and tags every other post from its
   text and the teacher's answer;
-- ``teacher``: the teacher's answer itself.
+- ``teacher``: the teacher's answer itself;
+- ``auto``: the labeller is trained, and whichever of the two, the labeller's answers or the teacher's,
+  scores the higher F1 on the dev split labels the posts (the dev split's gold is read for this choice, the
+  gold of the training posts without labels never).
 
 A post the teacher has no kept answer for is left out (counted and logged). The labels made are written
 to ``RUN/student/pseudo_labels.jsonl``. After training, and for evaluation only, they are scored against
@@ -59,6 +62,22 @@ def _labeller(ctx: RunContext, student, training, labelled, answers, steps: int)
     return model, featurizer
 
 
+def _dev_f1(ctx: RunContext, model, featurizer, answers: dict) -> dict:
+    """F1 on the dev split of the two label sources: the teacher's answers and the labeller's."""
+    from cotdistill.student.encoder import decode_predictions
+
+    valid = ctx.split("valid").examples
+    gold = [ex.gold for ex in valid]
+    labeller = {
+        p.id: p.answer for p in decode_predictions(model, featurizer, valid, None, teacher_answers=answers)
+    }
+    task = valid[0].task
+    return {
+        name: round(score_answers(task, gold, [source.get(ex.id) for ex in valid])["f1"], 4)
+        for name, source in (("teacher", answers), ("labeller", labeller))
+    }
+
+
 def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], dict]:
     """The training posts of a few-label run (labelled posts, then the others with their made labels) and
     what was made, counted."""
@@ -78,11 +97,17 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
         )
     answered = [ex for ex in others if ex.id in answers]
     method = ctx.config.student.pseudo_labels
+    dev_f1: dict = {}
+    if method != "teacher":
+        steps = math.ceil((len(labelled) + len(answered)) / training.batch_size) * math.ceil(training.epochs)
+        model, featurizer = _labeller(ctx, student, training, labelled, answers, steps)
+        if method == "auto":
+            dev_f1 = _dev_f1(ctx, model, featurizer, answers)
+            method = "teacher" if dev_f1["teacher"] >= dev_f1["labeller"] else "labeller"
+            logger.info("few labels: dev F1 of the label sources %s; labelling with the %s", dev_f1, method)
     if method == "teacher":
         made = {ex.id: answers[ex.id] for ex in answered}
     else:
-        steps = math.ceil((len(labelled) + len(answered)) / training.batch_size) * math.ceil(training.epochs)
-        model, featurizer = _labeller(ctx, student, training, labelled, answers, steps)
         preds = decode_predictions(model, featurizer, answered, None, teacher_answers=answers)
         made = {p.id: p.answer for p in preds if p.answer is not None}
     out = ctx.path / "student" / "pseudo_labels.jsonl"
@@ -93,6 +118,7 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
         )
     counts = {
         "method": method,
+        **({"chosen_on_dev": dev_f1} if dev_f1 else {}),
         "labelled_posts": len(labelled),
         "posts_without_gold": len(others),
         "without_teacher_answer": len(missing),

@@ -9,6 +9,7 @@ import logging
 from cotdistill.eval.compare import compare_systems
 from cotdistill.eval.predictions import align, read_predictions, system_metrics
 from cotdistill.eval.report import write_report
+from cotdistill.files import write_atomic
 from cotdistill.run.context import RunContext
 from cotdistill.run.stages.student import predict_student
 from cotdistill.run.stages.teacher import predict_teacher
@@ -45,8 +46,8 @@ def evaluate(ctx: RunContext, split: str = "test") -> dict:
     for path, system in systems:
         metrics = system_metrics(ds.task, ds.examples, system)
         metrics.update(gold=f"{config.data.dataset} {ds.split}", predictions=str(path))
-        (out / f"{system.source}-{ds.split}.json").write_text(
-            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        write_atomic(
+            out / f"{system.source}-{ds.split}.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
         )
         summary[system.source] = {"f1": metrics["f1"], "coverage": metrics["coverage"]}
     return summary

@@ -11,6 +11,7 @@ from pathlib import Path
 from cotdistill.distill.backends import Sampling
 from cotdistill.distill.runner import ShardStore, run_generation
 from cotdistill.errors import InputError
+from cotdistill.files import write_atomic
 from cotdistill.run.checkpoints import last_checkpoint
 from cotdistill.run.config import RunConfig
 from cotdistill.run.context import RunContext
@@ -107,7 +108,7 @@ def plausibility_check(ctx: RunContext, spec):
             counts[{True: "plausible", False: "implausible", None: "unreadable"}[verdict]] += 1
             if verdict:
                 kept.append(ex)
-        (out / "check.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+        write_atomic(out / "check.json", json.dumps(counts, indent=2) + "\n")
         logger.info("plausibility check by the teacher: %s", counts)
         return kept
 

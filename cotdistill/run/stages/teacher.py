@@ -11,6 +11,7 @@ from cotdistill.distill.knowledge import build_knowledge, export_knowledge, read
 from cotdistill.distill.runner import ShardStore, run_generation, write_manifest
 from cotdistill.distill.scale import run_generation_ray
 from cotdistill.errors import MissingPathError, RunError
+from cotdistill.files import write_atomic
 from cotdistill.parsing import learn_type_map
 from cotdistill.readers import DatasetSplit
 from cotdistill.records import Prediction, Usage
@@ -103,9 +104,7 @@ def learn_types(ctx: RunContext) -> dict[str, str]:
     learned = learn_type_map(answered, ctx.spec(["train"]).labels)
     path = ctx.path / "knowledge" / "type_map.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(learned, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_atomic(path, json.dumps(learned, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
     logger.info("learned %d teacher types from %d labelled posts -> %s", len(learned), len(answered), path)
     return learned
 
