@@ -3,6 +3,7 @@ the teacher tags, entity markers for relation pairs, and batching."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,8 @@ from cotdistill.records import (
 from cotdistill.student import StudentConfigError
 from cotdistill.student.config import EncoderConfig
 from cotdistill.tasks import get_task, is_no_relation
+
+logger = logging.getLogger(__name__)
 
 VIEWS = ("plain", "knowledge")
 MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
@@ -33,6 +36,7 @@ class EncoderFeaturizer:
         self.tokenizer = tokenizer
         self.label2id = {label: i for i, label in enumerate(config.bio_labels)}
         self._has_pieces: dict[str, bool] = {}
+        self.knowledge_dropped = 0  # posts too long to read any knowledge beside them
         if not config.tagger:
             # The pair classifier reads the relation at the head's opening marker; the markers are new tokens.
             missing = [m for m in MARKERS if m not in tokenizer.get_vocab()]
@@ -49,6 +53,11 @@ class EncoderFeaturizer:
                 ok = self._has_pieces[w] = bool(self.tokenizer.tokenize(w))
             out.append(w if ok else self.tokenizer.unk_token)
         return out
+
+    def post_length(self, words: Sequence[str], pair: bool = False) -> int:
+        """Tokens the post's words take, with the special tokens of a single (or a pair) sequence."""
+        pieces = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)["input_ids"]
+        return len(pieces) + self.tokenizer.num_special_tokens_to_add(pair=pair)
 
     def context(self, example: Example, knowledge: str | None, view: str) -> str | None:
         if view == "plain":
@@ -98,6 +107,17 @@ class EncoderFeaturizer:
         limit = self.config.max_length - (
             self.config.prompt_length if view == "plain" and self.config.conditional_distillation else 0
         )
+        if context and self.post_length(words, pair=True) >= limit:
+            # no room left for any knowledge: the post is read alone (the tokenizer would refuse the pair)
+            self.knowledge_dropped += 1
+            if self.knowledge_dropped <= 3:
+                logger.warning(
+                    "example %s: the post fills max_length=%d, its knowledge is left out (%d so far)",
+                    example.id,
+                    limit,
+                    self.knowledge_dropped,
+                )
+            context = None
         kwargs = {
             "is_split_into_words": True,
             "truncation": "only_second" if context else True,

@@ -176,6 +176,8 @@ def check_before_stages(config: RunConfig, stages: Sequence[str], *, backend_giv
         raise ConfigError(
             f"data.unlabelled: {Path(d.unlabelled).resolve()} is not a file: set data.unlabelled=PATH"
         )
+    if "train" in stages and config.student.kind == "encoder":
+        check_student_lengths(config)
     t = config.teacher
     asks_teacher = "generate" in stages or (
         "train" in stages and config.student.kind == "encoder" and config.student.augment_check
@@ -185,6 +187,63 @@ def check_before_stages(config: RunConfig, stages: Sequence[str], *, backend_giv
             check_installed(module, f"the {t.backend} teacher backend (teacher.backend={t.backend})")
     if "generate" in stages and t.ray_replicas > 0:
         check_installed("ray", f"scale-out over Ray (teacher.ray_replicas={t.ray_replicas})")
+
+
+def _position_limit(model_config) -> int | None:
+    """The longest input the model's position embeddings allow (RoBERTa-style models keep two positions
+    for the padding offset)."""
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if not limit:
+        return None
+    offset = 2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    return int(limit) - offset
+
+
+def check_student_lengths(config: RunConfig) -> None:
+    """Before training, what would otherwise fail only at predict, after training: ``student.max_length``
+    above the model's position limit, and a post (of any split the student reads) that does not fit
+    ``student.max_length`` even without its knowledge. A post too long for its knowledge beside it is read
+    alone (counted and logged at training). Skipped for a model that is not on this machine."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from cotdistill.models import from_pretrained
+
+    st, d = config.student, config.data
+    try:
+        model_config = from_pretrained(
+            AutoConfig, st.model, local_files_only=True, trust_remote_code=st.trust_remote_code
+        )
+        tokenizer = from_pretrained(
+            AutoTokenizer, st.model, local_files_only=True, trust_remote_code=st.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        logger.info(
+            "student.model=%s not read before training (%s): lengths checked at training", st.model, err
+        )
+        return
+    limit = _position_limit(model_config)
+    if limit and st.max_length > limit:
+        raise ConfigError(
+            f"student.max_length={st.max_length} is more than {st.model} can read ({limit} positions): "
+            f"set student.max_length={limit} or less"
+        )
+    # the special tokens, and the four entity markers a relation pair's post carries
+    count = tokenizer.num_special_tokens_to_add(pair=False) + (4 if DATASETS[d.dataset].task == "mre" else 0)
+    longest, too_long = (0, ""), []
+    for split in d.splits:
+        examples = load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir).examples
+        for ex in examples[: d.max_examples.get(split)]:
+            words = list(ex.tokens or ex.text.split())
+            n = len(tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]) + count
+            longest = max(longest, (n, f"{split} post {ex.id}"))
+            if n > st.max_length:
+                too_long.append(ex.id)
+    if too_long:
+        raise ConfigError(
+            f"{len(too_long)} posts do not fit student.max_length={st.max_length} even without knowledge "
+            f"(longest: {longest[1]}, {longest[0]} tokens): set student.max_length={min(longest[0], limit or longest[0])}"
+            + (f" (the model reads at most {limit})" if limit and longest[0] > limit else "")
+        )
 
 
 def check_paths(config: RunConfig, stages: Sequence[str]) -> None:
