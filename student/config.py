@@ -36,6 +36,9 @@ class TrainingLoopSettings:
     save_total_limit: int = 1
     logging_steps: int = 50
     dataloader_num_workers: int = 0
+    # experiment tracking, as TrainingArguments.report_to takes it: [] (none), [tensorboard], [wandb],
+    # [mlflow], [trackio], ... (the integration's package must be installed)
+    report_to: list[str] = field(default_factory=list)
 
 
 @dataclass

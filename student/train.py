@@ -64,7 +64,7 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         metric_for_best_model="f1",
         greater_is_better=True,
         logging_steps=training.logging_steps,
-        report_to="none",
+        report_to=list(training.report_to) or "none",
         dataloader_num_workers=training.dataloader_num_workers,
         remove_unused_columns=False,
     )

@@ -74,3 +74,24 @@ def test_a_post_that_fills_max_length_is_read_without_its_knowledge(demo):
     too_long = type(ex)(ex.id, ex.task, " ".join(words), ex.gold, tokens=tuple(words))
     with pytest.raises(Exception, match="does not fit max_length"):
         feat.encode(too_long, None, "plain")
+
+
+def test_report_to_names_a_known_tracker_whose_package_is_installed(tmp_path, demo, capsys):
+    assert main(run_args(tmp_path, demo, None, "student.report_to=[tensorbord]")) == 2
+    assert "student.report_to: 'tensorbord'; expected some of tensorboard, wandb" in capsys.readouterr().err
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:  # checked before the run folder is made
+        assert main(run_args(tmp_path, demo, None, "student.report_to=[wandb]")) == 2
+        assert "needs the 'wandb' package" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_to_reaches_the_trainer():
+    from cotdistill.student.config import EncoderTrainingConfig
+    from cotdistill.student.train import training_arguments
+
+    args = training_arguments(EncoderTrainingConfig(output_dir="x", report_to=[]))
+    assert args.report_to in ([], "none", ["none"])
+    args = training_arguments(EncoderTrainingConfig(output_dir="x", report_to=["tensorboard", "wandb"]))
+    assert args.report_to == ["tensorboard", "wandb"]

@@ -24,6 +24,18 @@ from cotdistill.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
+# student.report_to: the trackers transformers' Trainer reports to, and the package each needs
+TRACKERS = {
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "trackio": "trackio",
+    "comet_ml": "comet_ml",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+}
+
 
 def load_config(path, overrides: Sequence[str] = (), *, checked: bool = True) -> RunConfig:
     """Read a YAML config (``read_config``: keys, types, ranges) and check it whole (``validate``); every
@@ -95,6 +107,11 @@ def _check_student(config: RunConfig, task: str, library: PromptLibrary) -> None
         training_config(config, output_dir="-")
     except ValueError as err:
         raise ConfigError(f"student: {err}") from None
+    unknown = [name for name in st.report_to if name not in TRACKERS]
+    if unknown:
+        raise ConfigError(
+            f"student.report_to: {unknown[0]!r}; expected some of {', '.join(TRACKERS)} (or [])"
+        )
     for key in ("epochs", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
         value = getattr(st, key)
         if value <= 0:
@@ -176,6 +193,9 @@ def check_before_stages(config: RunConfig, stages: Sequence[str], *, backend_giv
         raise ConfigError(
             f"data.unlabelled: {Path(d.unlabelled).resolve()} is not a file: set data.unlabelled=PATH"
         )
+    if "train" in stages:
+        for name in config.student.report_to:
+            check_installed(TRACKERS[name], f"experiment tracking (student.report_to=[{name}])")
     if "train" in stages and config.student.kind == "encoder":
         check_student_lengths(config)
     t = config.teacher
