@@ -5,7 +5,9 @@ answer wins, its share of the samples is recorded as ``agreement``); on training
 agree with gold (span F1 ≥ ``min_f1``, 1.0 by default) for the example's knowledge to be kept. The kept CoT
 grains (noun, sentence, multimodal, ... — each the first successful, non-duplicate sample of its template)
 are joined, in template order, with the winning answer sample's text into the example's knowledge text. Every drop is
-counted by reason; nothing is silently lost.
+counted by reason; nothing is silently lost. A failed request (``Generation.transient``: the teacher's
+failure, made again by the next ``generate``) is counted as one ("failed requests"), never as an answer: an
+example whose answer samples all failed is dropped as "answer request failed", not "answer unparsable".
 """
 
 from __future__ import annotations
@@ -131,7 +133,9 @@ def _example_knowledge(
     ``counts``."""
     if not gens:
         return KnowledgeRecord(ex.id, False, "no generations", "", {}, None, None, None, 0)
-    counts["generations failed"] += sum(g.error is not None for g in gens)
+    counts["generations failed"] += sum(g.error is not None and not g.transient for g in gens)
+    if failed_requests := sum(g.error is not None and g.transient for g in gens):
+        counts["failed requests"] += failed_requests
     answers = _parsed_answers(ex, gens, spec, answer_template, counts)
     grains, seen = _rationale_grains(gens, answer_template, counts)
     voted = agreement = f1 = None
@@ -147,7 +151,10 @@ def _example_knowledge(
         if use_gold:
             f1 = set_f1(set(answer_items(spec.name, ex.gold)), set(winner))
     reason = None
-    if answer_template in {g.template for g in gens} and not answers:
+    answer_gens = [g for g in gens if g.template == answer_template]
+    if answer_gens and all(g.error is not None for g in answer_gens):
+        reason = "answer request failed"  # nothing came back to parse
+    elif answer_gens and not answers:
         reason = "answer unparsable"
     elif use_gold and f1 is not None and f1 < min_f1:
         reason = "answer disagrees with gold"

@@ -4,10 +4,14 @@ Outputs are append-only JSONL shards in the run's ``teacher/`` folder. Each run 
 appending to one a killed run may have left half-written); lines are flushed and fsynced per batch. At
 start, every valid line of every shard marks its request done, so a rerun — after kill -9 at any moment —
 skips what is finished and makes each missing request once. A half-written last line is ignored (and its
-request made again). A failed request is stored with its error and counted; ``retry_failed`` redoes only
-those, and a later success supersedes the failure. A teacher that cannot be reached (``TeacherUnavailable``)
+request made again). A request that failed for its own reason (an unreadable image, a prompt the server
+rejects) is stored with its error and counted; ``retry_failed`` redoes only those, and a later success
+supersedes the failure. A request that failed for the teacher's reason (``Generation.transient``: a 503 or
+429 after every retry, a response cut short) is stored and counted as a failed request, not an answer, and
+every rerun makes it again until it succeeds. A teacher that cannot be reached (``TeacherUnavailable``)
 stops the run after storing what came back: nothing is recorded for the requests never answered, so the
-next run makes exactly those.
+next run makes exactly those. Token counts a server reports that cannot be true are stored as 0 and counted
+(``usage_anomalies``), never summed.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from cotdistill.distill.backends import (
     Sampling,
     TeacherRequest,
     TeacherUnavailable,
+    usage_anomaly,
 )
 from cotdistill.errors import RunError
 from cotdistill.images import read_image_bytes
 from cotdistill.locking import exclusive
 from cotdistill.prompts import PromptLibrary, TemplateError, TemplateInfo
-from cotdistill.records import Example
+from cotdistill.records import Example, Usage
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -121,6 +126,8 @@ def valid_record(obj) -> bool:
             and (obj["text"] is None or isinstance(obj["text"], str))
             and (obj["error"] is None or isinstance(obj["error"], str))
             and (obj["text"] is not None or obj["error"] is not None)
+            and type(obj.get("transient", False)) is bool
+            and (obj.get("usage_anomaly") is None or isinstance(obj["usage_anomaly"], str))
         )
     except KeyError:
         return False
@@ -147,14 +154,17 @@ class ShardStore:
                         self.bad_lines += 1  # cut off by a kill: its request is made again
 
     def finished(self) -> dict[str, bool]:
-        """key -> succeeded, for every stored generation. Every line is parsed and checked whole
-        (``valid_record``): a line damaged anywhere, even with its key and ending intact, is not counted as
-        done, so its request is made again rather than lost."""
-        done: dict[str, bool] = {}
+        """key -> succeeded, for every finished request: one that succeeded, or whose last failure was its
+        own. A failed request (its last failure ``transient``: the teacher's) is not finished, so every run
+        makes it again. Every line is parsed and checked whole (``valid_record``): a line damaged anywhere,
+        even with its key and ending intact, is not counted as done, so its request is made again rather
+        than lost."""
+        state: dict[str, bool | None] = {}  # True: succeeded; False: failed on its own; None: failed request
         for obj in self.records():
             key = obj["key"]
-            done[key] = done.get(key, False) or obj["error"] is None
-        return done
+            if state.get(key) is not True:
+                state[key] = True if obj["error"] is None else (None if obj.get("transient") else False)
+        return {key: ok for key, ok in state.items() if ok is not None}
 
     def records(self) -> Iterator[dict]:
         """Every stored line that ``valid_record`` accepts, parsed; the others are counted in ``bad_lines``."""
@@ -194,7 +204,9 @@ class RunStats:
     requests: int = 0
     already_done: int = 0
     generated: int = 0
-    failures: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)  # every failure, by reason
+    failed_requests: int = 0  # of them, the teacher's (``Generation.transient``): made again by the next run
+    usage_anomalies: int = 0  # generations whose token counts could not be true (stored as 0)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -206,6 +218,8 @@ class RunStats:
             "generated": self.generated,
             "failures": sum(self.failures.values()),
             "failures_by_reason": dict(self.failures),
+            "failed_requests": self.failed_requests,
+            "usage_anomalies": self.usage_anomalies,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "seconds": self.seconds,
@@ -381,11 +395,14 @@ def batch_failed(requests: Sequence[TeacherRequest], err: Exception, model: str)
 
 
 def checked(g: Generation) -> Generation:
-    """A generation whose text is not a string is stored as failed, never passed on to the parsers."""
+    """A generation whose text is not a string is stored as failed, never passed on to the parsers; token
+    counts that cannot be true (from any backend) are stored as 0 with the reason, never summed."""
     if g.error is None and not isinstance(g.text, str):
-        return dataclasses.replace(
+        g = dataclasses.replace(
             g, text=None, error=f"backend error: returned {type(g.text).__name__} instead of text"
         )
+    if g.usage_anomaly is None and (anomaly := usage_anomaly(g.usage)):
+        g = dataclasses.replace(g, usage=Usage(seconds=g.usage.seconds), usage_anomaly=anomaly)
     return g
 
 
@@ -411,6 +428,12 @@ def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, ba
         stats.completion_tokens += g.usage.completion_tokens
         if g.error:
             stats.failures[g.error.split(":")[0][:60]] += 1
+            stats.failed_requests += g.transient
+        if g.usage_anomaly:
+            stats.usage_anomalies += 1
+            logger.warning(
+                "request %s (example %s): token usage not counted: %s", g.key, g.example_id, g.usage_anomaly
+            )
     stats.seconds = time.perf_counter() - start
     bar.update(len(gens))
     bar.set_postfix(
@@ -489,6 +512,9 @@ def write_manifest(out_dir: str | os.PathLike, stats: RunStats, config: dict) ->
         "succeeded": sum(g.error is None for g in gens.values()),
         "failed": sum(reasons.values()),
         "failures_by_reason": dict(reasons),
+        # of the failed, the teacher's: the generate stage is not done while one stands
+        "failed_requests": sum(bool(g.error) and g.transient for g in gens.values()),
+        "usage_anomalies": sum(g.usage_anomaly is not None for g in gens.values()),
         "prompt_tokens": sum(g.usage.prompt_tokens for g in gens.values()),
         "completion_tokens": sum(g.usage.completion_tokens for g in gens.values()),
         "cut_off_lines": store.bad_lines,

@@ -95,3 +95,17 @@ def test_end_to_end_from_runner_to_export(tmp_path):
     assert datasets.load_from_disk(str(paths["arrow"]))[0]["kept"] is True
     with pytest.raises(FileExistsError, match="never overwritten"):
         export_knowledge(report, tmp_path / "knowledge")
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_an_answer_request_that_failed_is_not_an_unparsable_answer(transient):
+    failed = Generation(
+        key="0-a", example_id="0", template="mner.answer", sample=0, text=None, error="backend error: HTTP 503",
+        transient=transient,
+    )  # fmt: skip
+    report = build_knowledge(
+        [ex(0), ex(1)], [failed, gen(1, "mner.answer", 0, "I cannot tell.")], SPEC, PromptLibrary()
+    )
+    assert [r.reason for r in report.records] == ["answer request failed", "answer unparsable"]
+    counted = "failed requests" if transient else "generations failed"
+    assert report.counts[counted] == 1 and report.counts["dropped: answer request failed"] == 1

@@ -5,6 +5,7 @@ is tested in ``test_vllm_serve.py``."""
 import json
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -203,3 +204,30 @@ def test_missing_key_variable_is_an_error(monkeypatch):
     monkeypatch.delenv("NOT_SET_KEY", raising=False)
     with pytest.raises(ValueError, match="NOT_SET_KEY"):
         OpenAIBackend("m", api_key_env="NOT_SET_KEY").load()
+
+
+def test_a_long_retry_after_is_not_waited_for_and_the_retries_made_are_reported():
+    from fault_server import FaultServer, Schedule
+
+    rules = [("long", ["429-long"] * 9), ("down", ["503"] * 9), ("once", ["503"])]
+    with FaultServer(Schedule(rules=rules)) as srv:
+        backend = OpenAIBackend("m", base_url=srv.url, max_retries=3, timeout=5, max_retry_wait=0.1)
+        backend.load()
+        start = time.monotonic()
+        long, down, once = backend.generate([request(t) for t in ("long", "down", "once")])
+        elapsed = time.monotonic() - start
+    attempts = Counter(digest for digest, _, _ in srv.log)
+    assert sorted(attempts.values()) == [1, 2, 4]  # long: no retry; once: one; down: all three
+    assert long.error.startswith("backend error: HTTP 429 after 0 retries: the server asked to wait 3,600 s")
+    assert "teacher.options.max_retry_wait (0.1 s)" in long.error and long.transient
+    assert down.error.startswith("backend error: HTTP 503 after 3 retries") and down.transient
+    assert once.text == '{"entities": []}' and once.error is None
+    # three waits of at most 0.1 s each (the client's own backoff would wait 0.5 + 1 + 2 s, less jitter)
+    assert elapsed < 2.0
+
+
+def test_max_retry_wait_is_checked_when_the_config_is_read():
+    from cotdistill.run.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_retry_wait"):
+        OpenAIBackend("m", max_retry_wait=-1)

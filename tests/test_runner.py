@@ -307,3 +307,50 @@ def test_a_full_disk_stops_the_run_and_the_rerun_completes(tmp_path, monkeypatch
     assert again.already_done >= 6 and again.already_done + again.generated == 18
     lines = [json.loads(x) for p in ShardStore(out).shards() for x in p.read_text().splitlines()]
     assert len({x["key"] for x in lines}) == 18
+
+
+def test_a_failed_request_is_made_again_by_a_plain_rerun_and_an_own_failure_only_when_asked(tmp_path):
+    from cotdistill.distill.backends import Generation
+    from cotdistill.records import Usage
+
+    class Flaky(EchoBackend):
+        """Example 1's requests fail for the teacher's reason, example 2's for their own; example 3 reports a
+        negative token count in a Generation it builds itself."""
+
+        def generate(self, requests):
+            gens = super().generate(requests)
+            for i, (r, g) in enumerate(zip(requests, gens, strict=True)):
+                if r.example_id == "1":
+                    gens[i] = self.failed(r, "backend error: HTTP 503 after 5 retries", transient=True)
+                elif r.example_id == "3":
+                    fields = {f: getattr(g, f) for f in ("key", "example_id", "template", "sample", "text")}
+                    gens[i] = Generation(**fields, usage=Usage(-1, 3, 0.0))
+            return gens
+
+    lib, out = PromptLibrary(), tmp_path / "teacher"
+    first = run_generation(
+        examples(4), ["mner.answer"], lib, SPEC, Flaky("e", fail_ids=["2"]), out, progress=False
+    )
+    assert (first.failed_requests, sum(first.failures.values()), first.usage_anomalies) == (1, 2, 1)
+    assert first.prompt_tokens == sum(g.usage.prompt_tokens for g in ShardStore(out).load().values()) > 0
+    by_example = {g.example_id: g for g in ShardStore(out).load().values()}
+    assert (
+        by_example["3"].usage_anomaly == "prompt_tokens=-1 is negative" and by_example["3"].usage == Usage()
+    )
+    again = run_generation(
+        examples(4), ["mner.answer"], lib, SPEC, EchoBackend("e", text="ok"), out, progress=False
+    )
+    assert (again.already_done, again.generated) == (3, 1)  # the failed request only, not example 2's
+    manifest = json.loads(write_manifest(out, again, {}).read_text())
+    assert (manifest["failed"], manifest["failed_requests"], manifest["usage_anomalies"]) == (1, 0, 1)
+    asked = run_generation(
+        examples(4),
+        ["mner.answer"],
+        lib,
+        SPEC,
+        EchoBackend("e", text="ok"),
+        out,
+        retry_failed=True,
+        progress=False,
+    )
+    assert (asked.already_done, asked.generated) == (3, 1)

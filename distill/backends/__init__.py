@@ -19,6 +19,7 @@ from .base import (
     convert_messages,
     image_data_url,
     openai_messages,
+    usage_anomaly,
 )
 from .echo import EchoBackend
 from .openai_api import OpenAIBackend
@@ -59,4 +60,5 @@ __all__ = [
     "image_data_url",
     "make_backend",
     "openai_messages",
+    "usage_anomaly",
 ]

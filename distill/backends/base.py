@@ -48,7 +48,13 @@ class TeacherRequest:
 
 @dataclass(slots=True, kw_only=True)
 class Generation:
-    """What came back for one request: text and usage, or an error (never both empty). Built by keyword."""
+    """What came back for one request: text and usage, or an error (never both empty). Built by keyword.
+
+    ``transient`` marks an error that is the teacher's, not the request's (HTTP 429 or 5xx after every
+    retry, a response cut short or unreadable): a failed request, not an answer. The runner makes it again
+    on every rerun, and the generate stage is not done while one stands. ``usage_anomaly`` says why the
+    server's token counts were not believed (they are then stored as 0, so no sum includes them).
+    """
 
     key: str
     example_id: str
@@ -58,6 +64,8 @@ class Generation:
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
     model: str = ""
+    transient: bool = False
+    usage_anomaly: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +77,8 @@ class Generation:
             "text": self.text,
             "usage": self.usage.to_dict(),
             "error": self.error,
+            "transient": self.transient,
+            "usage_anomaly": self.usage_anomaly,
         }
 
     @classmethod
@@ -82,6 +92,8 @@ class Generation:
             usage=Usage.from_dict(obj.get("usage") or {}),
             error=obj.get("error"),
             model=obj.get("model", ""),
+            transient=obj.get("transient") is True,
+            usage_anomaly=obj.get("usage_anomaly"),
         )
 
 
@@ -96,6 +108,7 @@ class Backend(abc.ABC):
     name: str = "backend"
     Options: type | None = None
     requires: tuple[str, ...] = ()  # the packages load() imports (checked before a run starts)
+    secrets: tuple[str, ...] = ()  # set by load(): strings never stored (an API key a server may echo)
 
     def __init__(self, model: str, **options):
         self.model = model
@@ -105,8 +118,12 @@ class Backend(abc.ABC):
     def load(self) -> None:  # noqa: B027 (optional hook)
         """Load weights or open connections; called once before the first batch."""
 
-    def failed(self, r: TeacherRequest, error: str, usage: Usage | None = None) -> Generation:
-        """The stored result of a request that could not be made (its own fault, not the teacher's)."""
+    def failed(
+        self, r: TeacherRequest, error: str, usage: Usage | None = None, *, transient: bool = False
+    ) -> Generation:
+        """The stored result of a request that could not be made: its own fault (an unreadable image, a
+        request the server rejects), or with ``transient`` the teacher's (a failed request, made again by
+        the next run)."""
         return Generation(
             key=r.key,
             example_id=r.example_id,
@@ -114,22 +131,34 @@ class Backend(abc.ABC):
             sample=r.sample,
             text=None,
             usage=usage or Usage(),
-            error=error,
+            error=self.scrub(error),
             model=self.model,
+            transient=transient,
         )
 
     def made(self, r: TeacherRequest, text: str, usage: Usage) -> Generation:
-        """The stored result of a request that succeeded."""
+        """The stored result of a request that succeeded; token counts that cannot be true are stored as 0
+        with the reason (``usage_anomaly``)."""
+        anomaly = usage_anomaly(usage, r.sampling.max_tokens)
         return Generation(
             key=r.key,
             example_id=r.example_id,
             template=r.template,
             sample=r.sample,
-            text=text,
-            usage=usage,
+            text=self.scrub(text),
+            usage=Usage(seconds=usage.seconds) if anomaly else usage,
             error=None,
             model=self.model,
+            usage_anomaly=anomaly,
         )
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of this backend replaced by ``[api key removed]``: what a server says
+        back is stored, and a server may repeat the key it was sent."""
+        for secret in self.secrets:
+            if secret and isinstance(text, str):
+                text = text.replace(secret, REMOVED)
+        return text
 
     def ensure_loaded(self) -> None:
         """``load()`` the first time only: one backend serves every split of a run."""
@@ -159,6 +188,30 @@ class TeacherUnavailable(RunError):
     def __init__(self, message: str, made: Sequence[Generation] = ()):
         super().__init__(message)
         self.made = list(made)
+
+
+REMOVED = "[api key removed]"
+MAX_PROMPT_TOKENS = 10_000_000  # ten times the longest context served today: more is a miscount
+MAX_COMPLETION_FACTOR = 100  # a completion past 100 × max_tokens is a miscount, not text the model wrote
+
+
+def usage_anomaly(usage: Usage, max_tokens: int | None = None) -> str | None:
+    """Why a server's token counts cannot be true (None when they can): a count that is not a whole number
+    ≥ 0, a prompt longer than any context, or a completion far past ``max_tokens``."""
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = getattr(usage, name)
+        if type(value) is not int:
+            return f"{name}={one_line(repr(value), 40)} is not a whole number"
+        if value < 0:
+            return f"{name}={value} is negative"
+    if usage.prompt_tokens > MAX_PROMPT_TOKENS:
+        return f"prompt_tokens={usage.prompt_tokens:,} is more than any context ({MAX_PROMPT_TOKENS:,})"
+    if max_tokens is not None and usage.completion_tokens > MAX_COMPLETION_FACTOR * max_tokens:
+        return (
+            f"completion_tokens={usage.completion_tokens:,} is more than {MAX_COMPLETION_FACTOR} × "
+            f"max_tokens ({max_tokens})"
+        )
+    return None
 
 
 def backend_options(cls: type, options: dict):

@@ -1,12 +1,17 @@
 """The ``openai`` backend: any OpenAI-compatible chat-completions server (``vllm serve`` first of all), through
-the official ``openai`` client (``AsyncOpenAI``: its retries with backoff and jitter, ``Retry-After``, its
-typed errors)."""
+the official ``openai`` client (``AsyncOpenAI``: its requests, typed errors and timeouts). The retries are
+made here, not by the client (``max_retries=0``): how long the client waits when a server asks for a wait
+(``Retry-After``) is fixed inside it and differs between its versions, and it does not say how many retries
+it made; here the wait is bounded by ``max_retry_wait`` and the count is reported."""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
 import os
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,31 +31,81 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+MIN_SCRUBBED_KEY = 8  # a shorter key cannot be told from ordinary text, so it is not scrubbed from responses
+
 
 @dataclass
 class OpenAIOptions:
     base_url: str = "http://localhost:8000/v1"
     api_key_env: str | None = None  # the name of the environment variable that holds the key
     concurrency: int = bounded(8, ge=1)  # requests in flight at once
-    max_retries: int = bounded(
-        5, ge=0
-    )  # the client's retries of 408/409/429/5xx, timeouts and connection errors
+    max_retries: int = bounded(5, ge=0)  # retries of 408/409/429/5xx, timeouts and connection errors
     timeout: float = bounded(120.0, gt=0)  # seconds per attempt
+    # the longest wait before one retry, in seconds: the backoff is cut to it, and a server that asks for a
+    # longer wait (Retry-After) is not waited for (the request fails now and the next run makes it again)
+    max_retry_wait: float = bounded(60.0, ge=0)
 
 
 class _Unreached(Exception):
     """A request the server never answered (connection refused, reset or timed out after every retry)."""
 
 
+class _GaveUp(Exception):
+    """A request the server kept refusing (408/409/429/5xx): the status error and the retries made."""
+
+    def __init__(self, err, retries: int, note: str = ""):
+        super().__init__(str(err))
+        self.err, self.retries, self.note = err, retries, note
+
+
+def retryable(status: int) -> bool:
+    """The statuses worth another attempt (the openai client's own choice): timeout, conflict, rate limit,
+    and every server error."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def retry_after(headers) -> float | None:
+    """The wait in seconds a response asks for (``Retry-After-Ms``, or ``Retry-After`` as seconds or as an
+    HTTP date), or None when it asks for none or says it unreadably."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            if name != "retry-after":
+                continue
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+        return None if math.isnan(seconds) else max(seconds, 0.0)
+    return None
+
+
+def backoff(retries_made: int, cap: float) -> float:
+    """Exponential backoff with jitter (the openai client's: 0.5 s doubling to 8 s, less up to 25%), cut to
+    ``cap``."""
+    return min(0.5 * 2.0 ** min(retries_made, 16), 8.0, cap) * (1 - 0.25 * random.random())
+
+
+def retries_text(n: int) -> str:
+    return f"{n} retr{'y' if n == 1 else 'ies'}"
+
+
 class OpenAIBackend(Backend):
     """Any OpenAI-compatible chat-completions server.
 
     The key is read from the environment variable named by ``api_key_env`` (never from the config, never
-    logged); without one a placeholder key is sent, which local servers such as ``vllm serve`` accept. The
-    client retries 408, 409, 429, 5xx, timeouts and connection errors with exponential backoff and jitter,
-    honouring ``Retry-After``. A request the server rejects (4xx) or answers with something unreadable fails
-    alone and is stored with the reason; a server that cannot be reached raises ``TeacherUnavailable`` after
-    the batch, with the requests that did come back, so a rerun makes exactly the missing ones.
+    logged, and scrubbed from whatever the server says back before it is stored); without one a placeholder
+    key is sent, which local servers such as ``vllm serve`` accept. 408, 409, 429, 5xx, timeouts and
+    connection errors are retried up to ``max_retries`` times with exponential backoff and jitter, honouring
+    ``Retry-After`` up to ``max_retry_wait`` seconds. A request the server rejects (other 4xx) fails alone
+    and is stored with the reason; one the server kept refusing (429, 5xx) or answered unreadably is stored
+    as a failed request (``transient``), which the next run makes again; a server that cannot be reached
+    raises ``TeacherUnavailable`` after the batch, with the requests that did come back, so a rerun makes
+    exactly the missing ones.
     """
 
     name = "openai"
@@ -62,10 +117,10 @@ class OpenAIBackend(Backend):
 
         self._openai = require("openai", "the openai teacher backend")
         o: OpenAIOptions = self.opts
-        if o.concurrency < 1 or o.max_retries < 0 or o.timeout <= 0:
+        if o.concurrency < 1 or o.max_retries < 0 or o.timeout <= 0 or not o.max_retry_wait >= 0:
             raise BackendLoadError(
-                "teacher.options: concurrency must be ≥ 1, max_retries ≥ 0 and timeout > 0 "
-                f"(got {o.concurrency}, {o.max_retries}, {o.timeout})"
+                "teacher.options: concurrency must be ≥ 1, max_retries ≥ 0, timeout > 0 and max_retry_wait "
+                f"≥ 0 (got {o.concurrency}, {o.max_retries}, {o.timeout}, {o.max_retry_wait})"
             )
         self.api_key = "EMPTY"
         if o.api_key_env:
@@ -76,6 +131,14 @@ class OpenAIBackend(Backend):
                     "set; export it, or drop api_key_env for a server that needs no key"
                 )
             self.api_key = key
+            if len(key) >= MIN_SCRUBBED_KEY:
+                self.secrets = (key,)
+            else:
+                logger.warning(
+                    "the key in %s is shorter than %d characters: it is not scrubbed from stored responses",
+                    o.api_key_env,
+                    MIN_SCRUBBED_KEY,
+                )
         self.base_url = o.base_url.rstrip("/")
 
     def _payload(self, r: TeacherRequest) -> dict:
@@ -96,6 +159,38 @@ class OpenAIBackend(Backend):
             }
         return payload
 
+    async def _create(self, client, payload: dict):
+        """The server's response, retried as the class docstring says. Raises ``_GaveUp`` for a status the
+        server kept answering (or a wait longer than ``max_retry_wait``), ``_Unreached`` for a server that
+        never answered, and the client's error for a status not worth retrying."""
+        openai, o = self._openai, self.opts
+        retries = 0
+        while True:
+            try:
+                return await client.chat.completions.create(**payload)
+            except openai.APIStatusError as err:
+                if not retryable(err.status_code):
+                    raise
+                if retries >= o.max_retries:
+                    raise _GaveUp(err, retries) from None
+                asked = retry_after(err.response.headers)
+                if asked is not None and asked > o.max_retry_wait:
+                    raise _GaveUp(
+                        err,
+                        retries,
+                        f"the server asked to wait {asked:,.0f} s, longer than teacher.options.max_retry_wait "
+                        f"({o.max_retry_wait:g} s)",
+                    ) from None
+                wait = asked if asked is not None else backoff(retries, o.max_retry_wait)
+            except openai.APIConnectionError as err:  # includes APITimeoutError
+                if retries >= o.max_retries:
+                    raise _Unreached(
+                        f"{err.__class__.__name__}: {err} (after {retries_text(retries)})"
+                    ) from None
+                wait = backoff(retries, o.max_retry_wait)
+            await asyncio.sleep(wait)
+            retries += 1
+
     async def _one(self, client, gate: asyncio.Semaphore, r: TeacherRequest) -> Generation:
         openai = self._openai
         try:
@@ -103,18 +198,23 @@ class OpenAIBackend(Backend):
         except OSError as err:
             return self.failed(r, f"unreadable image: {err.strerror or err}")
         start = time.perf_counter()
-        async with gate:
+        async with gate:  # held through the waits between retries: a busy server gets fewer requests
             try:
-                response = await client.chat.completions.create(**payload)
-            except openai.APIConnectionError as err:  # includes APITimeoutError
-                raise _Unreached(f"{err.__class__.__name__}: {err}") from None
-            except openai.APIStatusError as err:
+                response = await self._create(client, payload)
+            except _GaveUp as gave_up:
+                err = gave_up.err
+                note = f"{gave_up.note}: " if gave_up.note else ""
                 return self.failed(
                     r,
-                    f"backend error: HTTP {err.status_code} after {self.opts.max_retries} retries: "
-                    f"{one_line(err.message, 200)}"
-                    if err.status_code == 429 or err.status_code >= 500
-                    else f"backend error: HTTP {err.status_code}: {one_line(err.message, 200)}",
+                    f"backend error: HTTP {err.status_code} after {retries_text(gave_up.retries)}: {note}"
+                    f"{one_line(err.message, 200)}",
+                    Usage(seconds=time.perf_counter() - start),
+                    transient=True,
+                )
+            except openai.APIStatusError as err:  # rejected: the request's own fault, not retried
+                return self.failed(
+                    r,
+                    f"backend error: HTTP {err.status_code}: {one_line(err.message, 200)}",
                     Usage(seconds=time.perf_counter() - start),
                 )
             except (openai.APIError, ValueError, TypeError) as err:  # a body the client could not read
@@ -122,8 +222,13 @@ class OpenAIBackend(Backend):
                     r,
                     f"malformed response: {one_line(str(err), 200)}",
                     Usage(seconds=time.perf_counter() - start),
+                    transient=True,
                 )
-        seconds = time.perf_counter() - start
+        return self._answer(r, response, time.perf_counter() - start)
+
+    def _answer(self, r: TeacherRequest, response, seconds: float) -> Generation:
+        """The generation of a response the client could read: its text, and its usage as the server counted
+        it (``made`` refuses counts that cannot be true)."""
         try:
             text = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):
@@ -131,21 +236,18 @@ class OpenAIBackend(Backend):
         if not isinstance(text, str):
             return self.failed(r, "malformed response: no message content", Usage(seconds=seconds))
         usage = getattr(response, "usage", None)
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        # a server that counts nothing sends no usage: 0, not an anomaly; anything else is checked by made()
         return self.made(
-            r,
-            text,
-            Usage(
-                int(getattr(usage, "prompt_tokens", 0) or 0),
-                int(getattr(usage, "completion_tokens", 0) or 0),
-                seconds,
-            ),
+            r, text, Usage(0 if prompt is None else prompt, 0 if completion is None else completion, seconds)
         )
 
     async def _batch(self, requests: Sequence[TeacherRequest]) -> list:
         o: OpenAIOptions = self.opts
         gate = asyncio.Semaphore(o.concurrency)
         async with self._openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, max_retries=o.max_retries, timeout=o.timeout
+            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=o.timeout
         ) as client:
             return await asyncio.gather(
                 *(self._one(client, gate, r) for r in requests), return_exceptions=True
@@ -158,17 +260,16 @@ class OpenAIBackend(Backend):
             if isinstance(res, Generation):
                 made.append(res)
             elif isinstance(res, _Unreached):
-                unreached.append(str(res))
+                unreached.append(self.scrub(str(res)))
             else:  # a bug or a response shape nobody foresaw: this request fails alone, with the reason
-                logger.error("request %s: %s: %s", r.key, res.__class__.__name__, res)
-                made.append(
-                    self.failed(r, f"backend error: {res.__class__.__name__}: {one_line(str(res), 200)}")
-                )
+                reason = self.scrub(f"{res.__class__.__name__}: {one_line(str(res), 200)}")
+                logger.error("request %s: %s", r.key, reason)
+                made.append(self.failed(r, f"backend error: {reason}"))
         if unreached:
             raise TeacherUnavailable(
                 f"the teacher at {self.base_url} could not be reached for {len(unreached)} of {len(requests)} "
-                f"requests after {self.opts.max_retries} retries ({unreached[0]}); what came back is stored, "
-                "rerun when the server is up to make the rest",
+                f"requests ({unreached[0]}); what came back is stored, rerun when the server is up to make "
+                "the rest",
                 made,
             )
         return made

@@ -26,6 +26,30 @@ class TeacherFailedError(RunError):
     """Every request of a split failed: the teacher is misconfigured or down, not the data."""
 
 
+class FailedRequestsError(RunError):
+    """Some requests failed for the teacher's reason (a 503 or 429 after every retry, a response cut short):
+    they are stored as failed requests, not answers, and the generate stage is not done until a rerun has
+    made them."""
+
+
+def check_failed_requests(manifests: dict[str, dict]) -> None:
+    """Raise ``FailedRequestsError`` when a split's teacher folder holds failed requests (``manifests``:
+    split → its ``manifest.json``), saying how many and that a rerun makes exactly those."""
+    failed = {split: m.get("failed_requests", 0) for split, m in manifests.items()}
+    n = sum(failed.values())
+    if not n:
+        return
+    total = sum(m["generations"] for m in manifests.values())
+    answered = sum(m["succeeded"] for m in manifests.values())
+    per_split = ", ".join(f"{split} {k:,}" for split, k in failed.items() if k)
+    reasons = {split: m["failures_by_reason"] for split, m in manifests.items() if failed[split]}
+    raise FailedRequestsError(
+        f"{n:,} of {total:,} teacher requests failed ({per_split}; failures by reason: {reasons}): they are "
+        "stored as failed requests, not answers, and the generate stage is not done; rerun the same command "
+        f"to make exactly those {n:,} again (the {answered:,} answers stored are kept)"
+    )
+
+
 def sampling(ctx: RunContext) -> Sampling:
     t = ctx.config.teacher
     return Sampling(t.temperature, t.top_p, t.max_tokens, t.seed)
@@ -51,7 +75,7 @@ def generate(
         "sees_images": t.sees_images,
         "structured": t.structured_output,
     }
-    summary = {}
+    summary, manifests = {}, {}
     for split, ds in splits.items():
         out = ctx.path / "teacher" / split
         if t.ray_replicas > 0:
@@ -72,7 +96,7 @@ def generate(
         else:
             stats = run_generation(ds.examples, t.templates, ctx.library, spec, ctx.teacher(), out, **common)
         manifest = json.loads(write_manifest(out, stats, to_dict(ctx.config)).read_text(encoding="utf-8"))
-        summary[split] = stats.to_dict()
+        summary[split], manifests[split] = stats.to_dict(), manifest
         if manifest["generations"] and not manifest["succeeded"]:
             # A teacher that answers nothing is not a finished stage: the knowledge would be empty.
             raise TeacherFailedError(
@@ -80,6 +104,7 @@ def generate(
                 f"(failures by reason: {manifest['failures_by_reason']}); fix the teacher, then redo the "
                 f"failures: cotdistill generate CONFIG --retry-failed"
             )
+    check_failed_requests(manifests)  # after every split had its requests made
     return summary
 
 
