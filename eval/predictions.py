@@ -9,48 +9,156 @@ gold by order and content; any mismatch is an error, never a silent shift.
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.errors import InputError, MissingPathError
-from cotdistill.readers.common import DataFormatError, ImageResolver
+from cotdistill.readers.common import DataFormatError, ImageResolver, read_text
 from cotdistill.readers.conll import read_conll
 from cotdistill.readers.mnre import read_mnre
-from cotdistill.records import Answer, Example, Prediction, RecordError, Usage
+from cotdistill.records import (
+    Answer,
+    AttributeAnswer,
+    EntityAnswer,
+    Example,
+    Prediction,
+    RecordError,
+    Usage,
+)
+from cotdistill.tasks import get_task
+
+logger = logging.getLogger(__name__)
 
 NATIVE_READERS = {"mner": read_conll, "mre": read_mnre}
 
 
-def read_prediction_jsonl(path: str | os.PathLike) -> list[Prediction]:
-    """Read Prediction records, one JSON object per line; a bad line is an error naming the line."""
+_BAD_RECORD = (json.JSONDecodeError, RecordError, TypeError, ValueError, KeyError, AttributeError)
+
+
+def _numbered_predictions(path: str | os.PathLike, text: str) -> list[tuple[int, Prediction]]:
+    """Each Prediction record with its line number; a bad line is an error naming the line."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Prediction.from_dict(json.loads(line)))
-            except (
-                json.JSONDecodeError,
-                RecordError,
-                TypeError,
-                ValueError,
-                KeyError,
-                AttributeError,
-            ) as err:
-                raise DataFormatError(path, lineno, f"not a Prediction record ({err})") from None
-            except RecursionError:
-                raise DataFormatError(path, lineno, "not a Prediction record (nested too deeply)") from None
+    # Lines end at "\n", "\r\n" or "\r" (as a file opened in text mode reads them), never at U+2028:
+    # JSON strings may hold that as it is.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((lineno, Prediction.from_dict(json.loads(line))))
+        except _BAD_RECORD as err:
+            raise DataFormatError(path, lineno, f"not a Prediction record ({err})") from None
+        except RecursionError:
+            raise DataFormatError(path, lineno, "not a Prediction record (nested too deeply)") from None
     return out
 
 
-def _looks_like_jsonl(path: Path) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                return line.lstrip().startswith("{") and '"source"' in line
+def read_prediction_jsonl(path: str | os.PathLike) -> list[Prediction]:
+    """Read Prediction records, one JSON object per line; a bad line is an error naming the line."""
+    return [p for _, p in _numbered_predictions(path, read_text(path))]
+
+
+def _looks_like_jsonl(text: str) -> bool:
+    for line in text.split("\n"):
+        if line.strip():
+            return line.lstrip().startswith("{") and '"source"' in line
     return False
+
+
+def _span_problem(answer: Answer, example: Example) -> str | None:
+    """What points past the example's post in an answer: a token span past its tokens (MNER, MRE), a
+    character span past its text (MAE); None when every span lies inside."""
+    if isinstance(answer, AttributeAnswer):
+        n = len(example.text)
+        bad = next((v for v in answer.values if v.end is not None and v.end > n), None)
+        return (
+            None
+            if bad is None
+            else f"value {bad.value!r} [{bad.start}, {bad.end}) ends past the {n} characters"
+        )
+    n = len(example.tokens) if example.tokens is not None else None
+    if n is None:
+        return None
+    if isinstance(answer, EntityAnswer):
+        spans = [("entity", e) for e in answer.entities]
+    else:
+        spans = [(role, e) for r in answer.relations for role, e in (("head", r.head), ("tail", r.tail))]
+    bad = next(((role, e) for role, e in spans if e.end > n), None)
+    if bad is None:
+        return None
+    role, e = bad
+    return f"{role} {e.text!r} [{e.start}, {e.end}) ends past the post's {n} tokens"
+
+
+def _check_answers(
+    path: str | os.PathLike, task: str, gold: list[Example], numbered: list[tuple[int, Prediction]]
+) -> None:
+    """Every answer is of the task, and every span lies inside the post it answers (ids that are not in
+    gold are left to ``align``, which reports them)."""
+    answer_type = get_task(task).answer_type
+    by_id = {ex.id: ex for ex in gold}
+    for lineno, p in numbered:
+        if p.answer is None:
+            continue
+        if not isinstance(p.answer, answer_type):
+            raise DataFormatError(
+                path, lineno, f"example {p.id}: a {p.answer.task} answer; expected {task} answers"
+            )
+        example = by_id.get(p.id)
+        problem = _span_problem(p.answer, example) if example is not None else None
+        if problem is not None:
+            raise DataFormatError(
+                path, lineno, f"example {p.id}: {problem}; a prediction must point into the post it answers"
+            )
+
+
+def _label_check(task: str, gold: list[Example]):
+    """A function giving the labels of an answer that the gold answers never use (MRE's no-relation
+    labels excepted: no metric scores them)."""
+    plugin = get_task(task)
+    known, _ = plugin.complete_labels({lab for ex in gold for lab in plugin.labels_of(ex.gold) if lab})
+
+    def unknown(answer: Answer | None) -> list:
+        if answer is None or not isinstance(answer, plugin.answer_type):
+            return []
+        return [lab for lab in plugin.labels_of(answer) if lab not in known and plugin.is_scored(lab)]
+
+    return unknown
+
+
+def unknown_labels(task: str, gold: list[Example], answers: list[Answer | None]) -> Counter:
+    """How often each label that the gold answers never use is predicted."""
+    unknown = _label_check(task, gold)
+    return Counter(label for answer in answers for label in unknown(answer))
+
+
+def _note_unknown_labels(
+    path: str | os.PathLike, task: str, gold: list[Example], numbered: list[tuple[int | None, Prediction]]
+) -> None:
+    """Log the predicted labels that the gold answers never use, with the first line holding one. They
+    stay in the predictions and score as wrong (dropping them would raise precision for a wrong answer);
+    ``system_metrics`` counts them."""
+    unknown = _label_check(task, gold)
+    counts: Counter = Counter()
+    first = None
+    for lineno, p in numbered:
+        labels = unknown(p.answer)
+        if labels and not counts:
+            first = lineno
+        counts.update(labels)
+    if not counts:
+        return
+    logger.warning(
+        "%s%s: %d predicted labels are not in the gold label set (%s); they are scored as wrong. "
+        "Check that the file uses the dataset's label names",
+        path,
+        f":{first}" if first is not None else "",
+        sum(counts.values()),
+        ", ".join(f"{label!r} x{n}" for label, n in counts.most_common(5)),
+    )
 
 
 def read_native_predictions(
@@ -97,17 +205,27 @@ def read_native_predictions(
 def read_predictions(
     path: str | os.PathLike, task: str, gold: list[Example], source: str | None = None
 ) -> list[Prediction]:
-    """Prediction JSONL, or a native-format file of predicted labels (detected from the content)."""
+    """Prediction JSONL, or a native-format file of predicted labels (detected from the content).
+
+    An answer of another task or a span past its post is an error naming the file and line; a label
+    the gold answers never use is logged and counted (``system_metrics``), and scored as wrong.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingPathError(f"predictions file {path} does not exist")
-    if _looks_like_jsonl(path):
-        preds = read_prediction_jsonl(path)
+    text = read_text(path)
+    if _looks_like_jsonl(text):
+        numbered: list[tuple[int | None, Prediction]] = list(_numbered_predictions(path, text))
+        _check_answers(path, task, gold, numbered)
+        preds = [p for _, p in numbered]
         if source:
             for p in preds:
                 p.source = source
-        return preds
-    return read_native_predictions(path, task, gold, source)
+    else:
+        preds = read_native_predictions(path, task, gold, source)
+        numbered = [(None, p) for p in preds]
+    _note_unknown_labels(path, task, gold, numbered)
+    return preds
 
 
 @dataclass(slots=True)
@@ -184,5 +302,6 @@ def system_metrics(task: str, gold: list[Example], system: Aligned) -> dict:
         "parse_failures": system.parse_failures,
         "parse_failure_rate": system.parse_failures / len(gold) if gold else 0.0,
         "unknown_ids": len(system.unknown_ids),
+        "unknown_labels": sum(unknown_labels(task, gold, system.answers).values()),
         "usage": usage_summary(system),
     }

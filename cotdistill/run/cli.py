@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
 EXAMPLES = {
     "data stats": "cotdistill data stats twitter2017 --data-dir ../shared/datasets/twitter2017\n"
     "  cotdistill data stats mnre --data-dir ../shared/datasets/mnre --split test --json",
@@ -120,7 +130,7 @@ ARGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "shots": (
         ("--shots",),
         {
-            "type": int,
+            "type": _non_negative,
             "default": 0,
             "help": "few-shot demonstrations from the train split (answer templates)",
         },

@@ -16,6 +16,7 @@ from typing import Literal
 
 import yaml
 
+from cotdistill.readers.common import DataFormatError, decode_text
 from cotdistill.settings import ConfigError, bounded, build_section
 from cotdistill.student.config import (
     EncoderSettings,
@@ -184,6 +185,86 @@ def _set_path(tree: dict, dotted: str, value) -> None:
 
 
 MAX_INCLUDES = 8  # how deep ``include:`` may nest
+# A config is a page of settings: a bigger file is a mistake (a dataset passed as the config) or an attack.
+MAX_CONFIG_BYTES = 1 << 20
+# Values that aliases (``*name``) may add to a config once expanded. Aliases that nest ("billion laughs":
+# nine aliases of nine aliases of ...) would otherwise make a tree of billions of values that every
+# later check walks: gigabytes and minutes before the first error.
+MAX_ALIAS_VALUES = 10_000
+MAX_YAML_DEPTH = 64  # how deep mappings and lists may nest (the composer recurses once per level)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing (as a ``yaml.YAMLError`` with the line) an alias that refers to
+    itself, aliases that expand past ``MAX_ALIAS_VALUES`` values, and nesting past ``MAX_YAML_DEPTH``."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._values = 0  # values composed so far, each alias counted as the values it stands for
+        self._aliased = 0  # of which added by aliases
+        self._depth = 0
+        self._sizes: dict[str, int] = {}  # anchor -> values under it, aliases expanded
+
+    def _refuse(self, problem: str, mark) -> None:
+        raise yaml.composer.ComposerError(None, None, problem, mark)
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            size = self._sizes.get(event.anchor)
+            if size is None and event.anchor in self.anchors:
+                self._refuse(f"alias *{event.anchor} refers to the value that holds it", event.start_mark)
+            self._values += size or 0
+            self._aliased += size or 0
+            if self._aliased > MAX_ALIAS_VALUES:
+                self._refuse(
+                    f"aliases expand to more than {MAX_ALIAS_VALUES:,} values; write the values out",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        before = self._values
+        self._values += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if event.anchor is not None:
+            self._sizes[event.anchor] = self._values - before
+        return node
+
+
+def _load_yaml(text: str):
+    """One YAML document read with ``_BoundedLoader``."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """The line (when known) and a one-line description of a YAML error."""
+    if isinstance(err, yaml.reader.ReaderError):  # a control character: PyYAML gives its code and position
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        return text.count("\n", 0, err.position) + 1, f"character U+{code:04X} is not allowed in YAML"
+    mark = getattr(err, "problem_mark", None)
+    problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+    return (mark.line + 1 if mark is not None else None), problem
+
+
+def _read_text(p: Path) -> str:
+    """A config file's text: UTF-8, at most ``MAX_CONFIG_BYTES``."""
+    with open(p, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{p}: more than {MAX_CONFIG_BYTES:,} bytes, too big for a config; is it the right file?"
+        )
+    try:
+        return decode_text(data, p)
+    except DataFormatError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _merge(base: dict, own: dict) -> dict:
@@ -203,12 +284,12 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"config file {p} does not exist" + (f" (included by {seen[-1]})" if seen else ""))
     if p.resolve() in seen or len(seen) >= MAX_INCLUDES:
         raise ConfigError(f"{seen[-1]}: include: {p} makes a loop or nests deeper than {MAX_INCLUDES} files")
+    text = _read_text(p)
     try:
-        tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        tree = _load_yaml(text) or {}
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        line, problem = _yaml_problem(err, text)
+        raise ConfigError(f"{p}{f':{line}' if line else ''}: invalid YAML ({problem})") from None
     if not isinstance(tree, dict):
         raise ConfigError(
             f"{p}: expected a mapping of sections (name, data, teacher, student, ...), got {type(tree).__name__}"
@@ -234,10 +315,10 @@ def read_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as err:
             raise ConfigError(
-                f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})"
+                f"override {item!r}: the value is not valid YAML ({_yaml_problem(err, raw)[1]})"
             ) from None
         _set_path(tree, key.strip(), value)
     try:
