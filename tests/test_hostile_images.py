@@ -20,7 +20,7 @@ def finishes(fn, seconds=20):
     def target():
         try:
             box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed back to the test
+        except BaseException as err:
             box["error"] = err
 
     t = threading.Thread(target=target, daemon=True)
