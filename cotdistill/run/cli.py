@@ -28,6 +28,7 @@ from cotdistill.run.commands import (
     cmd_evaluate,
     cmd_generate,
     cmd_knowledge,
+    cmd_knowledge_show,
     cmd_merge,
     cmd_predict,
     cmd_prompts_list,
@@ -70,7 +71,10 @@ EXAMPLES = {
     "generate": "cotdistill generate configs/twitter2017.yaml --dry-run\n"
     "  cotdistill generate configs/twitter2017.yaml teacher.samples=3 --limit 100\n"
     "  cotdistill generate configs/twitter2017.yaml --retry-failed",
-    "knowledge": "cotdistill knowledge configs/twitter2017.yaml knowledge.min_f1=0.5",
+    "knowledge": "cotdistill knowledge configs/twitter2017.yaml knowledge.min_f1=0.5\n"
+    "  then read it: cotdistill knowledge show runs/twitter2017 --dropped --limit 5",
+    "knowledge show": "cotdistill knowledge show runs/twitter2017 --dropped --limit 5\n"
+    "  cotdistill knowledge show runs/twitter2017 --split train --id 1015799",
     "train": "cotdistill train configs/twitter2017-pgim-replay.yaml student.model=PATH/TO/MiniLM student.epochs=2",
     "predict": "cotdistill predict configs/twitter2017-pgim-replay.yaml --split test --teacher",
     "merge": "cotdistill merge configs/twitter2017-generative.yaml --out models/merged",
@@ -285,6 +289,22 @@ ARGS: dict[str, tuple[tuple[str, ...], dict]] = {
             "help": "share of the knowledge a student was trained on (learning curve)",
         },
     ),
+    "run_folder": (("run",), {"type": Path, "metavar": "RUN", "help": "the run's folder (RUN_DIR/NAME)"}),
+    "show_split": (
+        ("--split",),
+        {"action": "append", "help": "a split to show (repeatable; default: every split with knowledge)"},
+    ),
+    "show_kept": (("--kept",), {"action": "store_true", "help": "only the records the filter kept"}),
+    "show_dropped": (("--dropped",), {"action": "store_true", "help": "only the records it dropped"}),
+    "record_id": (("--id",), {"default": None, "help": "only the record of this example id"}),
+    "show_limit": (
+        ("--limit",),
+        {"type": int, "default": 10, "help": "show at most this many records (default 10; 0: all)"},
+    ),
+    "width": (
+        ("--width",),
+        {"type": _positive, "default": 100, "help": "wrap text at this width (default 100)"},
+    ),
 }
 DATASET_ARGS = ("dataset_name", "data_dir", "image_dir", "read_splits")
 GOLD_ARGS = ("gold_dataset", "gold_data_dir", "image_dir", "gold_split", "gold")
@@ -351,6 +371,12 @@ COMMANDS = (
         cmd_knowledge,
         ("config_splits",),
         True,
+    ),
+    Command(
+        "knowledge show",
+        "print a run's knowledge: post, gold, the teacher's answer and rationales, why it was kept or dropped",
+        cmd_knowledge_show,
+        ("run_folder", "show_split", "show_kept", "show_dropped", "record_id", "show_limit", "width"),
     ),
     Command(
         "train",
@@ -458,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {}
     for command in COMMANDS:
         group = command.name.split()[0] if " " in command.name else None
+        if command.name == "knowledge show":  # parsed by knowledge_show_parser (knowledge takes a CONFIG)
+            continue
         if group is None:
             _add_command(sub, command)
             continue
@@ -470,15 +498,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def knowledge_show_parser() -> argparse.ArgumentParser:
+    """``cotdistill knowledge show RUN``: beside ``cotdistill knowledge CONFIG``, so parsed on its own."""
+    parser = argparse.ArgumentParser(
+        prog="cotdistill knowledge", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="knowledge_command", required=True, metavar="show")
+    _add_command(sub, next(c for c in COMMANDS if c.name == "knowledge show"))
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     # -v may stand anywhere on the line, after the subcommand too
     verbose = any(a in ("-v", "--verbose") for a in argv)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
+    show = argv[:2] == ["knowledge", "show"]
+    parser = knowledge_show_parser() if show else build_parser()
+    argv = argv[1:] if show else argv
     # Overrides (key=value) may stand anywhere on the line, before or after the flags.
     args, extra = parser.parse_known_args(argv)
     args.verbose = verbose
+    if show and args.kept and args.dropped:
+        parser.error("--kept and --dropped exclude each other")
     if extra:
         stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
         if stray:

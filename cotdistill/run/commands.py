@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cotdistill.distill.runner import ShardStore, plan
-from cotdistill.errors import InputError
+from cotdistill.errors import CotdistillError, InputError, MissingPathError
 from cotdistill.eval.compare import compare_systems
 from cotdistill.eval.predictions import align, read_predictions, system_metrics
 from cotdistill.eval.report import write_report
@@ -419,3 +419,89 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
 
     return run_demo(args.out, config=args.config, overrides=args.overrides, redo=args.redo)
+
+
+def _knowledge_posts(run: Path, split: str) -> dict:
+    """The run's posts of ``split`` by id (from the dataset its resolved config names), or {} with a note
+    when they cannot be read here."""
+    from cotdistill.run.config import read_config
+
+    try:
+        d = read_config(run / "config.yaml").data
+        return {ex.id: ex for ex in load_split(d.dataset, d.data_dir, split, image_dir=d.image_dir).examples}
+    except CotdistillError as err:
+        print(f"(posts and gold not shown: {err})")
+        return {}
+
+
+def _show_record(split: str, row: dict, ex: Example | None, width: int) -> None:
+    import textwrap
+
+    status = "kept" if row["kept"] else f"dropped: {row['reason']}"
+    scores = [
+        f"{name} {row[key]:.2f}"
+        for key, name in (("agreement", "agreement"), ("answer_f1", "answer F1"))
+        if row.get(key) is not None
+    ]
+    print(f"== {split} {row['id']} · {status}" + (f" ({', '.join(scores)})" if scores else ""))
+    wrap = lambda label, text: print(  # noqa: E731
+        textwrap.fill(str(text), width, initial_indent=f"  {label}: ", subsequent_indent="    ")
+    )
+    if ex is not None:
+        wrap("post", ex.text)
+        if ex.image:
+            wrap("image", ex.image)
+    answer = row["answer"]
+    if ex is not None:
+        task = get_task(ex.task)
+        wrap("gold", "; ".join(task.show(ex, task.items(ex.gold))) or "(nothing)")
+        if answer is not None:
+            wrap("answer", "; ".join(task.show(ex, task.items(answer))) or "(nothing)")
+    elif answer is not None:
+        wrap("answer", json.dumps(answer.to_dict(), ensure_ascii=False))
+    if answer is None:
+        wrap("answer", "(none parsed)")
+    for template, text in row["grains"].items():
+        print(f"  teacher [{template}]:")
+        for para in str(text).splitlines() or [""]:
+            print(textwrap.fill(para, width, initial_indent="    ", subsequent_indent="    ") if para else "")
+    print()
+
+
+def cmd_knowledge_show(args) -> int:
+    """Print knowledge records of a run: post, gold, the teacher's answer and rationales, and why each was
+    kept or dropped."""
+    from cotdistill.distill.knowledge import read_knowledge
+
+    folder = args.run / "knowledge"
+    splits = args.split or sorted(p.stem for p in folder.glob("*.jsonl") if p.stem != "type_map")
+    paths = [folder / f"{s}.jsonl" for s in splits]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise MissingPathError(
+            f"{', '.join(missing) or folder} not found: name a run folder (RUN_DIR/NAME) whose knowledge stage "
+            "has run ('cotdistill knowledge CONFIG')"
+        )
+    shown = matched = 0
+    for split, path in zip(splits, paths, strict=True):
+        posts = _knowledge_posts(args.run, split)
+        for _, row in read_knowledge(path):
+            if (
+                (args.kept and not row["kept"])
+                or (args.dropped and row["kept"])
+                or (args.id and row["id"] != args.id)
+            ):
+                continue
+            matched += 1
+            if args.limit and shown >= args.limit:
+                continue
+            _show_record(split, row, posts.get(row["id"]), args.width)
+            shown += 1
+    which = "kept " if args.kept else "dropped " if args.dropped else ""
+    print(
+        f"{shown:,} of {matched:,} {which}records shown"
+        + (f" (--limit {args.limit})" if shown < matched else "")
+    )
+    if args.id and not matched:
+        raise InputError(f"no knowledge record with id {args.id!r} in {', '.join(map(str, paths))}")
+    return 0
