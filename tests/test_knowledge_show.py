@@ -1,10 +1,14 @@
 """`cotdistill knowledge show RUN`: the knowledge a run's teacher wrote, record by record, with the post, the
 gold, the answer and why each was kept or dropped."""
 
+import html
 import json
+import re
+import subprocess
 
 import pytest
 from test_few_labels import SMOKE, args, assets  # noqa: F401 - the fixture is used by name
+from test_report_browser import CHROMIUM, FLAGS
 
 from cotdistill.run.cli import main
 
@@ -36,3 +40,66 @@ def test_knowledge_show_prints_kept_and_dropped_records_with_post_gold_and_reaso
     assert "not found: name a run folder" in capsys.readouterr().err
     assert main(["knowledge", "show", str(run), "--id", "no-such-post"]) == 2
     assert "no knowledge record with id 'no-such-post'" in capsys.readouterr().err
+
+
+# Run in a copy of the page once it has loaded: the cards, then what the search box and the filter leave.
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const errors = [];
+  window.addEventListener('error', e => errors.push(String(e.message)));
+  const shown = () => [...document.querySelectorAll('.card')].filter(c => c.style.display !== 'none');
+  const out = {cards: document.querySelectorAll('.card').length, all: shown().length,
+               images: [...document.images].filter(i => i.complete && i.naturalWidth > 0).length,
+               external: [...document.querySelectorAll('[src],[href]')].map(e => e.getAttribute('src') || e.getAttribute('href')).filter(u => !u.startsWith('data:'))};
+  const q = document.getElementById('q');
+  q.value = 'messi'; q.dispatchEvent(new Event('input'));
+  out.messi = shown().map(c => c.textContent.toLowerCase().includes('messi')).filter(Boolean).length;
+  out.messiShown = shown().length;
+  q.value = ''; q.dispatchEvent(new Event('input'));
+  const dropped = document.querySelector('input[value=dropped]'); dropped.checked = true;
+  dropped.dispatchEvent(new Event('change'));
+  out.dropped = shown().length; out.droppedOnly = shown().every(c => c.classList.contains('dropped'));
+  out.count = document.getElementById('count').textContent; out.errors = errors;
+  const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_browse_html_searches_and_filters_in_chromium(tmp_path, assets):  # noqa: F811
+    assert main(["run", SMOKE, *args(tmp_path, assets), "--stop-after", "knowledge"]) == 0
+    knowledge = tmp_path / "runs" / "smoke" / "knowledge"
+    rows = [
+        json.loads(line)
+        for split in ("train", "valid", "test")
+        for line in (knowledge / f"{split}.jsonl").read_text().splitlines()
+    ]
+    page = (knowledge / "browse.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in page
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert m, f"the page did not finish loading: {dom.stderr[-2000:]}"
+    probe = json.loads(html.unescape(m.group(1)))
+    assert probe["errors"] == [] and probe["external"] == []
+    assert probe["cards"] == probe["all"] == len(rows) and probe["images"] == len(
+        rows
+    )  # every post has an image
+    messi = sum("messi" in json.dumps(r).lower() or "Messi" in r["id"] for r in rows)
+    assert probe["messiShown"] == probe["messi"] >= max(messi, 1)
+    assert probe["dropped"] == sum(not r["kept"] for r in rows) > 0 and probe["droppedOnly"]
+    assert probe["count"] == f"{probe['dropped']} of {len(rows)} shown"

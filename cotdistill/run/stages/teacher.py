@@ -163,7 +163,29 @@ def knowledge(ctx: RunContext, splits: dict[str, DatasetSplit] | None = None) ->
         )
         paths = export_knowledge(report, ctx.path / "knowledge", name=split)
         summary[split] = {"examples": len(ds.examples), **dict(report.counts), "jsonl": str(paths["jsonl"])}
+    _write_browse(ctx, splits)
     return summary
+
+
+def _write_browse(ctx: RunContext, splits: dict[str, DatasetSplit]) -> None:
+    """``RUN/knowledge/browse.html`` over every split's knowledge (see ``cotdistill.eval.browse``)."""
+    from cotdistill.distill.knowledge import read_knowledge
+    from cotdistill.eval.browse import write_browse
+
+    records = [
+        (split, row)
+        for split in splits
+        for _, row in read_knowledge(ctx.path / "knowledge" / f"{split}.jsonl")
+    ]
+    examples = {ex.id: ex for ds in splits.values() for ex in ds.examples}
+    path = write_browse(
+        records,
+        examples,
+        ctx.path / "knowledge" / "browse.html",
+        gold_ids=ctx.gold_ids(),
+        title=f"{ctx.config.name}: the teacher's knowledge",
+    )
+    logger.info("knowledge to read in a browser: %s", path)
 
 
 def _usage_and_first_answers(ctx: RunContext, split: str, answer_template: str):
