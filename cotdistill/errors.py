@@ -32,4 +32,10 @@ class RunError(CotdistillError, RuntimeError):
     exit_code = 1
 
 
-__all__ = ["CotdistillError", "InputError", "MissingPathError", "PathExistsError", "RunError"]
+class Interrupted(RunError):
+    """Stopped on request (SIGINT, SIGTERM) after saving what can be resumed; the message says how."""
+
+    exit_code = 130
+
+
+__all__ = ["CotdistillError", "InputError", "Interrupted", "MissingPathError", "PathExistsError", "RunError"]

@@ -25,6 +25,9 @@ class TrainingLoopSettings:
     epochs: float = 4.0
     max_steps: int = 0  # > 0: train this many optimiser steps whatever the epochs (matched budgets)
     eval_steps: int = 0  # > 0: score dev and save a checkpoint every this many steps; 0: every epoch
+    save_steps: int = (
+        0  # > 0: also save a resumable checkpoint every this many steps (bounds what a kill loses)
+    )
     learning_rate: float = 1e-4
     batch_size: int = 32
     eval_batch_size: int = 64

@@ -4,6 +4,7 @@ the teacher tags, entity markers for relation pairs, and batching."""
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +23,11 @@ logger = logging.getLogger(__name__)
 
 VIEWS = ("plain", "knowledge")
 MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
+
+
+def _draw(example_id: str, word: int) -> float:
+    """A number in [0, 1) fixed by the example and word (the same in every epoch and run)."""
+    return zlib.crc32(f"{example_id}\0{word}".encode()) / 2**32
 
 
 class EncoderFeaturizer:
@@ -129,10 +135,13 @@ class EncoderFeaturizer:
         if self.config.tagger:
             tags = example.meta.get("tags") or bio_tags(example)
         labels, seen = [], set()
+        unsure = float(example.meta.get("unsure_outside", 0.0)) if tags is not None else 0.0
         for wid, sid in zip(word_ids, seq_ids, strict=True):
             if sid == 0 and wid is not None and wid not in seen:
                 seen.add(wid)
-                if tags is not None:
+                if tags is not None and unsure and tags[wid] == "O" and _draw(example.id, wid) < unsure:
+                    labels.append(-100)  # a label made without gold: its "outside" may be a missed entity
+                elif tags is not None:
                     labels.append(self.label2id.get(tags[wid], 0))
                 else:
                     labels.append(label if wid == anchor else -100)

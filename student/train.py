@@ -7,16 +7,20 @@ with the task metric after each epoch, so the best checkpoint is chosen by dev F
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from cotdistill.errors import Interrupted
 from cotdistill.files import write_atomic
 from cotdistill.labelled import without_gold
 from cotdistill.models import from_pretrained
@@ -68,6 +72,62 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         dataloader_num_workers=training.dataloader_num_workers,
         remove_unused_columns=False,
     )
+
+
+class TrainingStopped(Interrupted):
+    """Training stopped on SIGINT or SIGTERM after a checkpoint was saved; the message says where."""
+
+
+class StopOnSignal(TrainerCallback):
+    """Ends training at the next step boundary once a stop signal came, with a checkpoint saved there; with
+    ``save_steps`` > 0 also saves a checkpoint every that many steps (what a kill -9 can lose)."""
+
+    def __init__(self, save_steps: int = 0) -> None:
+        self.signal: str | None = None
+        self.save_steps = save_steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.save_steps > 0 and state.global_step % self.save_steps == 0:
+            control.should_save = True
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer, save_steps: int = 0):
+    """While the block runs, SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends) let the current step end,
+    save a resumable checkpoint and stop training; a second signal stops at once. Afterwards raises
+    ``TrainingStopped`` naming the checkpoint. (Signals are only caught in the main thread.)"""
+    stop = StopOnSignal(save_steps)
+    trainer.add_callback(stop)
+
+    def handler(signum, frame):
+        if stop.signal is not None:
+            raise KeyboardInterrupt
+        stop.signal = signal.Signals(signum).name
+        logger.warning(
+            "%s: stopping after this step, with a checkpoint (send it again to stop at once)", stop.signal
+        )
+
+    caught = (signal.SIGINT, signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread()
+    before = {s: signal.signal(s, handler) for s in caught} if main else {}
+    try:
+        yield stop
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        trainer.remove_callback(stop)
+    if stop.signal is not None:
+        state = trainer.state
+        saved = Path(trainer.args.output_dir) / f"checkpoint-{state.global_step}"
+        raise TrainingStopped(
+            f"training stopped by {stop.signal} at step {state.global_step} of {state.max_steps}; "
+            f"the checkpoint is {saved}; training resumes from it when run again with --resume "
+            "(cotdistill run resumes it by itself)"
+        )
 
 
 def save_best(
@@ -230,7 +290,8 @@ def train_encoder(
         featurizer=featurizer,
         frozen_teacher=frozen,
     )
-    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    with stop_on_signals(trainer, training.save_steps):
+        trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     save_best(trainer, training, tokenizer, config, save_config)
     return model, featurizer, trainer.state.log_history
 

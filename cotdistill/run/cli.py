@@ -9,8 +9,11 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -498,6 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (what a scheduler or ``kill`` sends) handled as Ctrl-C is: a stop with a word on how to
+    resume, never a silent exit. Training catches both itself, to stop at a step with a checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def knowledge_show_parser() -> argparse.ArgumentParser:
     """``cotdistill knowledge show RUN``: beside ``cotdistill knowledge CONFIG``, so parsed on its own."""
     parser = argparse.ArgumentParser(
@@ -530,14 +551,19 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except CotdistillError as err:
         print(f"cotdistill: error: {err}", file=sys.stderr)
         if args.verbose and err.__cause__ is not None:
             traceback.print_exception(err.__cause__)
         return err.exit_code
     except KeyboardInterrupt:
-        print("cotdistill: interrupted", file=sys.stderr)
+        print(
+            "cotdistill: stopped; what was finished is kept (generation shards, finished stages, checkpoints): "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     except Exception as err:  # a bug, or the machine's trouble (a full disk, a permission)
         if args.verbose:

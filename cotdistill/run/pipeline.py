@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from cotdistill.errors import InputError, RunError
+from cotdistill.errors import InputError, Interrupted, RunError
 from cotdistill.files import write_atomic
 from cotdistill.locking import exclusive
 from cotdistill.readers.common import DataFormatError
@@ -159,6 +159,11 @@ def _run_stage(ctx: RunContext, stage, log: StageLog, say: Callable[[str], None]
     start = time.perf_counter()
     try:
         summary = stage.run(ctx)
+    except Interrupted as err:
+        raise Interrupted(
+            f"{err}\n  finished stages are kept in {ctx.path}; run the same command again to resume at "
+            f"{stage.name!r}"
+        ) from err
     except Exception as err:
         raise StageError(
             f"stage {stage.name!r} failed: {err.__class__.__name__}: {err}\n"

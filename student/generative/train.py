@@ -29,7 +29,7 @@ from cotdistill.student.generative.model import (
     tokenizer_of,
 )
 from cotdistill.student.generative.predict import predict_generative
-from cotdistill.student.train import DevF1Trainer, save_best, training_arguments
+from cotdistill.student.train import DevF1Trainer, save_best, stop_on_signals, training_arguments
 from cotdistill.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def train_generative(
         eval_examples=training.eval_examples,
         callbacks=list(callbacks or ()),
     )
-    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    with stop_on_signals(trainer, training.save_steps):
+        trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     save_best(trainer, training, processor, config, save_config)
     return trainer.model, processor, trainer.state.log_history
