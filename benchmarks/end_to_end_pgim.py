@@ -85,7 +85,7 @@ def main() -> None:
             "teacher_f1": metrics["systems"]["teacher"]["f1"],
             "student_f1": metrics["systems"]["student"]["f1"],
             "student_f1_ci": metrics["systems"]["student"]["f1_ci"],
-            "teacher_minus_student": pair["f1_difference"],
+            "student_minus_teacher": pair["f1_difference"],
             "p_value": pair["p_value"],
             "examples": metrics["examples"],
             "best_dev_f1": stages["train"]["summary"]["best_dev_f1"],

@@ -92,15 +92,18 @@ def bootstrap(tables: dict[str, CountTable], resamples: int = 1000, seed: int = 
             "per_label_f1_ci": {label: _ci(f[:, 1 + k]) for k, label in enumerate(tables[name].labels)},
         }
     observed = {s: float(_prf(tables[s].counts.sum(0)[:3])[2]) for s in names}
+    # one sign everywhere: F1(b) − F1(a), the later system minus the earlier one (the reference, the teacher,
+    # comes first): "student − teacher", positive when the student scores higher
     for a, b in itertools.combinations(names, 2):
-        d_obs = observed[a] - observed[b]
-        d = f1_draws[a] - f1_draws[b]
+        d_obs = observed[b] - observed[a]
+        d = f1_draws[b] - f1_draws[a]
         extreme = int(np.sum(np.abs(d - d_obs) >= abs(d_obs) - 1e-12))
         out["pairs"].append(
             {
                 "a": a,
                 "b": b,
                 "f1_difference": d_obs,
+                "difference": f"F1({b}) − F1({a})",
                 "difference_ci": _ci(d),
                 "p_value": (extreme + 1) / (resamples + 1),
             }

@@ -93,8 +93,8 @@ def _per_label_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 def _pair_rows(result: dict) -> list[list[str]]:
     return [
         [
-            p["a"],
             p["b"],
+            p["a"],
             f"{100 * p['f1_difference']:+.2f}",
             f"[{100 * p['difference_ci'][0]:+.2f}, {100 * p['difference_ci'][1]:+.2f}]",
             f"{p['p_value']:.4f}",
@@ -103,7 +103,7 @@ def _pair_rows(result: dict) -> list[list[str]]:
     ]
 
 
-PAIR_HEAD = ["A", "B", "F1(A) − F1(B)", "95% CI", "p (paired bootstrap)"]
+PAIR_HEAD = ["system", "against", "F1(system) − F1(against)", "95% CI", "p (paired bootstrap)"]
 
 
 AGREEMENT_COLUMNS = {

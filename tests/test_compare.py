@@ -103,7 +103,7 @@ def test_bootstrap_is_seeded_and_paired():
     one = bootstrap({"A": ta, "B": tb}, resamples=300, seed=7)
     assert one == bootstrap({"A": ta, "B": tb}, resamples=300, seed=7)
     # observed F1: A = 2*2/(2*2+2+2) = 0.5, B = 2*3/(2*3+1+1) = 0.75
-    assert one["pairs"][0]["f1_difference"] == pytest.approx(-0.25)
+    assert one["pairs"][0]["f1_difference"] == pytest.approx(0.25)  # F1(B) − F1(A): one sign everywhere
     # the p-value is the formula over the very resamples the bootstrap draws, recomputed here one by one
     rng = np.random.default_rng(7)
     n = len(GOLD)
@@ -113,8 +113,8 @@ def test_bootstrap_is_seeded_and_paired():
         tp, fp, fn = table.counts[idx, :3].sum(0)
         return 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0
 
-    d = np.array([f1(ta, idx) - f1(tb, idx) for idx in draws])
-    want = (np.sum(np.abs(d + 0.25) >= 0.25 - 1e-12) + 1) / 301
+    d = np.array([f1(tb, idx) - f1(ta, idx) for idx in draws])
+    want = (np.sum(np.abs(d - 0.25) >= 0.25 - 1e-12) + 1) / 301
     assert one["pairs"][0]["p_value"] == pytest.approx(want)
 
 
@@ -131,7 +131,7 @@ def test_bootstrap_p_value_is_small_for_a_real_difference_and_large_for_none():
     pairs = {(p["a"], p["b"]): p for p in bootstrap(tables, resamples=999, seed=0)["pairs"]}
     assert pairs[("A", "B")]["p_value"] == pytest.approx(1 / 1000)  # never as extreme: the floor
     lo, hi = pairs[("A", "B")]["difference_ci"]
-    assert 0 < lo <= pairs[("A", "B")]["f1_difference"] <= hi
+    assert lo <= pairs[("A", "B")]["f1_difference"] <= hi < 0  # B − A: B is worse
     assert pairs[("A", "C")]["p_value"] > 0.3  # one post apart: no evidence of a difference
 
 
@@ -281,6 +281,14 @@ def test_compare_cli_writes_report(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["systems"]["teacher"]["f1"] == 0.5 and m["systems"]["student"]["f1"] == 0.75
     assert m["agreement"][0]["only_b_right"] == 2
+    # one sign everywhere, student − teacher: +25.00 in metrics.json, report.md, report.html and the console
+    assert (
+        m["pairs"][0]["f1_difference"] == pytest.approx(0.25)
+        and m["pairs"][0]["difference"] == "F1(student) − F1(teacher)"
+    )
+    assert "| student | teacher | +25.00 |" in (out / "report.md").read_text()
+    assert "+25.00" in (out / "report.html").read_text()
+    assert "student − teacher: +25.00 F1" in capsys.readouterr().out
     html = (out / "report.html").read_text()
     assert (
         "<script" not in html

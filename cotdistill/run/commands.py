@@ -236,7 +236,7 @@ def cmd_compare(args) -> int:
             f"  {name:<24} F1 {100 * s['f1']:6.2f}  95% CI [{100 * s['f1_ci'][0]:.2f}, {100 * s['f1_ci'][1]:.2f}]"
         )
     for p in result["pairs"]:
-        print(f"  {p['a']} − {p['b']}: {100 * p['f1_difference']:+.2f} F1, p = {p['p_value']:.4f}")
+        print(f"  {p['b']} − {p['a']}: {100 * p['f1_difference']:+.2f} F1, p = {p['p_value']:.4f}")
     print(f"report: {files['html']}")
     return 0
 

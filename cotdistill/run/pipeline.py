@@ -97,15 +97,20 @@ def result_lines(config: RunConfig, stages: dict) -> list[str]:
         m = json.loads(metrics_path.read_text(encoding="utf-8"))
         split = config.evaluation.split
         lines.append(f"{split} F1 ({m.get('examples', '?')} examples, 95% bootstrap intervals):")
+        reads = (m.get("provenance") or {}).get("systems") or {}
         for name, sysm in m["systems"].items():
             lo, hi = sysm["f1_ci"]
-            lines.append(f"  {name:<10} {100 * sysm['f1']:6.2f}  [{100 * lo:.2f}, {100 * hi:.2f}]")
+            what = str(reads.get(name, "")).split(";")[0] if name == "student" else ""
+            lines.append(
+                f"  {name:<10} {100 * sysm['f1']:6.2f}  [{100 * lo:.2f}, {100 * hi:.2f}]"
+                + (f"  ({what})" if what else "")
+            )
         for pair in m.get("pairs", []):
             lo, hi = pair["difference_ci"]
-            # b − a is the negated difference; 0.0 - x rather than -x so that a zero prints as +0.00
+            # the difference is F1(b) − F1(a) (student − teacher), as in report.md, report.html, metrics.json
             lines.append(
-                f"  {pair['b']} − {pair['a']}: {0.0 - 100 * pair['f1_difference']:+.2f} F1 "
-                f"[{0.0 - 100 * hi:+.2f}, {0.0 - 100 * lo:+.2f}], paired bootstrap p = {pair['p_value']:.3f}"
+                f"  {pair['b']} − {pair['a']}: {100 * pair['f1_difference']:+.2f} F1 "
+                f"[{100 * lo:+.2f}, {100 * hi:+.2f}], paired bootstrap p = {pair['p_value']:.3f}"
             )
     counts = (stages.get("knowledge") or {}).get("summary") or {}
     for split, c in counts.items():

@@ -72,6 +72,18 @@ def _few_labels_text(few: dict | None) -> str:
     return text
 
 
+def reads_at_test_time(config) -> str:
+    """What the run's student reads to answer a test post: the post alone, or the teacher's output too (then
+    the teacher must run at test time as well, and its cost is part of the student's)."""
+    st = config.student
+    if st.kind == "encoder" and st.knowledge != "none" and (st.teacher_tags or st.knowledge_text):
+        what = "the teacher's answer" if st.teacher_tags else "the teacher's knowledge text"
+        if st.teacher_tags and st.knowledge_text:
+            what = "the teacher's answer and knowledge text"
+        return f"reads the post and {what} at test time (the teacher runs at test time too)"
+    return "reads the post alone at test time (no teacher needed)"
+
+
 def compare(ctx: RunContext, split: str = "test") -> dict:
     """Teacher against student with CIs and significance → ``RUN/report/report.{md,html}`` and metrics.json.
     The student's parameter count comes from the train stage's summary, when the run has one."""
@@ -96,7 +108,7 @@ def compare(ctx: RunContext, split: str = "test") -> dict:
         + ", ".join(f"{n} ×{samples[n]}" for n in t.templates)
         + f"; temperature {t.temperature}"
         + ("; structured JSON answers" if t.structured_output else ""),
-        "student": f"{st.kind} student {st.model}; knowledge: {st.knowledge}"
+        "student": f"{reads_at_test_time(config)}; {st.kind} student {st.model}; knowledge: {st.knowledge}"
         + (", as teacher tags" if getattr(st, "teacher_tags", False) else "")
         + ("" if getattr(st, "knowledge_text", True) else ", no knowledge text")
         + (f"; alpha {st.alpha}" if st.kind == "generative" else "")
