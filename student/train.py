@@ -26,6 +26,7 @@ from cotdistill.labelled import without_gold
 from cotdistill.models import from_pretrained
 from cotdistill.records import Answer, Example
 from cotdistill.student import StudentConfigError
+from cotdistill.student.card import write_model_card
 from cotdistill.student.config import EncoderTrainingConfig, TrainingLoopConfig
 from cotdistill.student.encoder import (
     EncoderConfig,
@@ -146,6 +147,8 @@ def save_best(
     processor.save_pretrained(str(out))
     write_config(config, out)
     write_atomic(out / "training_config.json", json.dumps(asdict(training), indent=2) + "\n")
+    kind = "encoder" if isinstance(config, EncoderConfig) else "generative"
+    write_model_card(out, kind, config, training, trainer.state.best_metric)
     return out
 
 

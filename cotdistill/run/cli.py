@@ -36,6 +36,7 @@ from cotdistill.run.commands import (
     cmd_predict,
     cmd_prompts_list,
     cmd_prompts_show,
+    cmd_push,
     cmd_run,
     cmd_train,
 )
@@ -76,6 +77,7 @@ EXAMPLES = {
     "  cotdistill generate configs/twitter2017.yaml --retry-failed",
     "knowledge": "cotdistill knowledge configs/twitter2017.yaml knowledge.min_f1=0.5\n"
     "  then read it: cotdistill knowledge show runs/twitter2017 --dropped --limit 5",
+    "push": "cotdistill push runs/twitter2017 --repo me/twitter2017-student --knowledge-repo me/twitter2017-cot",
     "knowledge show": "cotdistill knowledge show runs/twitter2017 --dropped --limit 5\n"
     "  cotdistill knowledge show runs/twitter2017 --split train --id 1015799",
     "train": "cotdistill train configs/twitter2017-pgim-replay.yaml student.model=PATH/TO/MiniLM student.epochs=2",
@@ -308,6 +310,17 @@ ARGS: dict[str, tuple[tuple[str, ...], dict]] = {
         ("--width",),
         {"type": _positive, "default": 100, "help": "wrap text at this width (default 100)"},
     ),
+    "push_run": (("run",), {"type": Path, "metavar": "RUN", "help": "the run's folder (RUN_DIR/NAME)"}),
+    "repo": (
+        ("--repo",),
+        {"default": None, "metavar": "ID", "help": "Hub model repo for the student (user/name)"},
+    ),
+    "knowledge_repo": (
+        ("--knowledge-repo",),
+        {"default": None, "metavar": "ID", "help": "Hub dataset repo for the knowledge (user/name)"},
+    ),
+    "private": (("--private",), {"action": "store_true", "help": "create the repos private"}),
+    "token": (("--token",), {"default": None, "help": "Hub token (default: the logged-in one, or HF_TOKEN)"}),
 }
 DATASET_ARGS = ("dataset_name", "data_dir", "image_dir", "read_splits")
 GOLD_ARGS = ("gold_dataset", "gold_data_dir", "image_dir", "gold_split", "gold")
@@ -409,6 +422,12 @@ COMMANDS = (
         ("gguf", "gguf_out", "dtype"),
         description="Dequantize a GGUF file (llama.cpp's format) into a Hugging Face model folder: safetensors, "
         "config, tokenizer and chat template.",
+    ),
+    Command(
+        "push",
+        "push a run's student (with its model card) and its knowledge (a dataset) to the Hugging Face Hub",
+        cmd_push,
+        ("push_run", "repo", "knowledge_repo", "private", "token"),
     ),
     Command(
         "run",

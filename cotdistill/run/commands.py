@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cotdistill.distill.runner import ShardStore, plan
-from cotdistill.errors import CotdistillError, InputError, MissingPathError
+from cotdistill.errors import CotdistillError, InputError, MissingPathError, RunError
 from cotdistill.eval.compare import compare_systems
 from cotdistill.eval.predictions import align, read_predictions, system_metrics
 from cotdistill.eval.report import write_report
@@ -505,3 +505,55 @@ def cmd_knowledge_show(args) -> int:
     if args.id and not matched:
         raise InputError(f"no knowledge record with id {args.id!r} in {', '.join(map(str, paths))}")
     return 0
+
+
+def cmd_push(args) -> int:
+    """Push a run's trained student (``RUN/student/best``, with its model card) and, with
+    ``--knowledge-repo``, its knowledge (every split, as a ``datasets`` DatasetDict with a dataset card) to
+    the Hugging Face Hub."""
+    from huggingface_hub import HfApi
+
+    best = args.run / "student" / "best"
+    if args.repo and not (best / "cotdistill_student.json").is_file():
+        raise MissingPathError(f"{best} holds no trained student; run 'cotdistill train' (or run) first")
+    if not args.repo and not args.knowledge_repo:
+        raise InputError(
+            "name what to push: --repo ID (the student), --knowledge-repo ID (the knowledge), or both"
+        )
+    api = HfApi(token=args.token)
+    try:
+        if args.repo:
+            url = api.create_repo(args.repo, private=args.private, exist_ok=True)
+            api.upload_folder(folder_path=str(best), repo_id=args.repo, commit_message="cotdistill student")
+            print(f"student pushed: {url}")
+        if args.knowledge_repo:
+            print(
+                f"knowledge pushed: {_push_knowledge(args.run, args.knowledge_repo, args.private, args.token)}"
+            )
+    except CotdistillError:
+        raise
+    except Exception as err:  # offline mode, no network, a refused token, an HTTP error: the network's say
+        raise RunError(f"push to the Hugging Face Hub failed: {type(err).__name__}: {err}") from err
+    return 0
+
+
+def _push_knowledge(run: Path, repo: str, private: bool, token: str | None) -> str:
+    import datasets
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    folder = run / "knowledge"
+    arrows = sorted(folder.glob("*.arrow"))
+    if not arrows:
+        raise MissingPathError(f"no knowledge in {folder}; run 'cotdistill knowledge' (or run) first")
+    splits = datasets.DatasetDict({p.stem: datasets.load_from_disk(str(p)) for p in arrows})
+    splits.push_to_hub(repo, private=private, token=token)
+    counts = {name: (sum(ds["kept"]), len(ds)) for name, ds in splits.items()}
+    card = DatasetCard(
+        f"---\n{DatasetCardData(tags=['cotdistill', 'chain-of-thought', 'knowledge-distillation']).to_yaml()}\n---\n"
+        f"# Teacher knowledge written for cotdistill\n\nOne record per post: the teacher's texts (`grains`), its "
+        "voted answer, whether the knowledge filter kept it and why not.\n\n"
+        + "\n".join(f"- {name}: {kept:,} of {n:,} kept" for name, (kept, n) in counts.items())
+        + "\n"
+    )
+    card.push_to_hub(repo, repo_type="dataset", token=token)
+    return f"https://huggingface.co/datasets/{repo}"
