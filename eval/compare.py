@@ -273,6 +273,24 @@ def confusion_matrix(gold: list[Example], system: Aligned) -> dict:
     return {"labels": labels, "matrix": [[cells[(g, p)] for p in labels] for g in labels]}
 
 
+def _with_cost_of(own: dict | None, other: dict | None, name: str) -> dict | None:
+    """A system's usage per example plus the usage of the system it reads at test time."""
+    if other is None:
+        return own
+    keys = (
+        "prompt_tokens_per_example",
+        "completion_tokens_per_example",
+        "tokens_per_example",
+        "seconds_per_example",
+    )
+    out = {k: (own or {}).get(k, 0.0) + other.get(k, 0.0) for k in keys}
+    out["examples_per_second"] = 1 / out["seconds_per_example"] if out["seconds_per_example"] > 0 else None
+    out["examples_with_usage"] = (own or other).get("examples_with_usage")
+    out["includes"] = name
+    out["own"] = own
+    return out
+
+
 def compare_systems(
     task: str,
     gold: list[Example],
@@ -282,8 +300,10 @@ def compare_systems(
     seed: int = 0,
     params: dict[str, int] | None = None,
     fractions: dict[str, float] | None = None,
+    needs: dict[str, str] | None = None,
 ) -> dict:
-    """Everything the report shows, as one JSON-ready dict."""
+    """Everything the report shows, as one JSON-ready dict. ``needs``: system → the system it reads at test
+    time (a student that reads the teacher's answer): its cost includes that system's."""
     names = [s.source for s in systems]
     if len(set(names)) != len(names):
         raise InputError(f"systems need distinct names, got {names}; name them NAME=FILE")
@@ -318,6 +338,10 @@ def compare_systems(
             "params": (params or {}).get(s.source),
             "fraction": (fractions or {}).get(s.source),
         }
+    for name, other in (needs or {}).items():
+        if name in result["systems"] and other in result["systems"]:
+            entry = result["systems"][name]
+            entry["usage"] = _with_cost_of(entry["usage"], result["systems"][other]["usage"], other)
     reference = systems[0]
     result["agreement"] = [agreement(task, gold, reference, other) for other in systems[1:]]
     result["instructive"] = [

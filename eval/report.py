@@ -24,7 +24,12 @@ def _summary_rows(result: dict) -> list[list[str]]:
         usage = s.get("usage") or {}
         rows.append(
             [
-                n,
+                n
+                + (
+                    f" (cost includes {usage['includes']}, read at test time)"
+                    if usage.get("includes")
+                    else ""
+                ),
                 _pct(s["precision"]),
                 _pct(s["recall"]),
                 _pct(s["f1"]),

@@ -391,3 +391,26 @@ def test_error_breakdown_by_kind_worked_by_hand():
     assert (e["boundary_and_type"], e["missed"], e["correct"]) == (1, 3, 0)
     e = error_breakdown("mner", gold, align(gold, []))
     assert (e["missed"], e["spurious"]) == (4, 0)
+
+
+def test_a_student_that_reads_the_teacher_at_test_time_carries_its_cost():
+    from cotdistill.records import Usage
+
+    def aligned(name, answers, tokens, seconds):
+        preds = [
+            Prediction(
+                g.id, name, a, raw="", usage=Usage(prompt_tokens=tokens, completion_tokens=0, seconds=seconds)
+            )
+            for g, a in zip(GOLD, answers, strict=True)
+        ]
+        return align(GOLD, preds, source=name)
+
+    teacher, student = aligned("teacher", A, 100, 0.5), aligned("student", B, 20, 0.01)
+    alone = compare_systems("mner", GOLD, [teacher, student], ["LOC", "ORG", "PER"], resamples=50)
+    reads = compare_systems(
+        "mner", GOLD, [teacher, student], ["LOC", "ORG", "PER"], resamples=50, needs={"student": "teacher"}
+    )
+    assert alone["systems"]["student"]["usage"]["tokens_per_example"] == 20
+    usage = reads["systems"]["student"]["usage"]
+    assert usage["tokens_per_example"] == 120 and usage["seconds_per_example"] == pytest.approx(0.51)
+    assert usage["includes"] == "teacher" and usage["own"]["tokens_per_example"] == 20

@@ -72,11 +72,17 @@ def _few_labels_text(few: dict | None) -> str:
     return text
 
 
+def student_reads_teacher(config) -> bool:
+    """Whether the run's student reads the teacher's output to answer a test post."""
+    st = config.student
+    return st.kind == "encoder" and st.knowledge != "none" and bool(st.teacher_tags or st.knowledge_text)
+
+
 def reads_at_test_time(config) -> str:
     """What the run's student reads to answer a test post: the post alone, or the teacher's output too (then
     the teacher must run at test time as well, and its cost is part of the student's)."""
     st = config.student
-    if st.kind == "encoder" and st.knowledge != "none" and (st.teacher_tags or st.knowledge_text):
+    if student_reads_teacher(config):
         what = "the teacher's answer" if st.teacher_tags else "the teacher's knowledge text"
         if st.teacher_tags and st.knowledge_text:
             what = "the teacher's answer and knowledge text"
@@ -100,6 +106,7 @@ def compare(ctx: RunContext, split: str = "test") -> dict:
         resamples=e.resamples,
         seed=e.seed,
         params=params,
+        needs={"student": "teacher"} if student_reads_teacher(config) else None,
     )
     t, st = config.teacher, config.student
     samples = ctx.samples
