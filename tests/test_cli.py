@@ -70,7 +70,7 @@ def test_console_script_on_real_data(datasets_dir):
 def test_help_teaches_and_flags_stand_anywhere(capsys):
     import contextlib
 
-    from cotdistill.run.cli import EXAMPLES, build_parser, main
+    from cotdistill.run.cli import EXAMPLES, build_parser, knowledge_show_parser, main
 
     parser = build_parser()
     commands = [
@@ -88,6 +88,8 @@ def test_help_teaches_and_flags_stand_anywhere(capsys):
         "demo",
         "evaluate",
         "compare",
+        "push",
+        "knowledge show",
     ]
     assert set(commands) == set(EXAMPLES)
     for name in commands:
@@ -96,7 +98,10 @@ def test_help_teaches_and_flags_stand_anywhere(capsys):
         out = capsys.readouterr().out
         assert "examples:" in out and EXAMPLES[name].split("\n")[0] in out, name
         # every argument says what it is for
-        for action in _actions(parser, name.split()):
+        show = name == "knowledge show"  # beside `knowledge CONFIG`, so it has a parser of its own
+        for action in _actions(
+            knowledge_show_parser() if show else parser, ["show"] if show else name.split()
+        ):
             assert action.help, f"{name}: {action.dest} has no help"
     with contextlib.suppress(SystemExit):
         main(["--version"])
