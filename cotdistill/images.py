@@ -58,3 +58,18 @@ def open_image(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES):
 
     with Image.open(io.BytesIO(read_image_bytes(path, max_bytes))) as im:
         return im.convert("RGB")
+
+
+def thumbnail_data_url(path: str | os.PathLike, px: int = 120) -> str | None:
+    """The image as a small JPEG ``data:`` URL (at most ``px`` on its longer side), for pages that must hold
+    their images; None when it cannot be read."""
+    import base64
+
+    try:
+        image = open_image(path)
+    except Exception:  # unreadable, refused, or anything PIL raises: the caller shows the name instead
+        return None
+    image.thumbnail((px, px))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

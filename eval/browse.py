@@ -8,15 +8,13 @@ dropped. Everything from posts and the teacher is escaped.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cotdistill.files import write_atomic
-from cotdistill.images import open_image
+from cotdistill.images import thumbnail_data_url
 from cotdistill.records import Example
 from cotdistill.tasks import get_task
 
@@ -56,15 +54,7 @@ apply();
 
 
 def _thumbnail(path: str) -> str | None:
-    """The image as a small JPEG ``data:`` URL, or None when it cannot be read."""
-    try:
-        image = open_image(path)
-    except Exception:  # an unreadable image (any error PIL raises) is shown as its name
-        return None
-    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=70)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return thumbnail_data_url(path, THUMBNAIL_PX)
 
 
 def _card(split: str, row: dict, ex: Example | None, gold_read: bool, thumbnails: list[int]) -> str:

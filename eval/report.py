@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cotdistill.eval.plots import make_plots
 from cotdistill.files import write_atomic
+from cotdistill.images import thumbnail_data_url
 
 
 def _pct(x: float | None) -> str:
@@ -56,6 +57,15 @@ SUMMARY_HEAD = [
     "s/ex",
     "params",
 ]
+
+
+class ImageCell(str):
+    """A table cell naming an image; report.html shows the image itself beside the example."""
+
+    def __new__(cls, text: str, path: str | None):
+        cell = super().__new__(cls, text)
+        cell.path = path
+        return cell
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -183,7 +193,7 @@ def _detail_tables(
             rows = [
                 [
                     r["id"],
-                    r["image_id"] or "",
+                    ImageCell(r["image_id"] or "", r.get("image")),
                     r["text"],
                     "; ".join(r["gold"]),
                     "; ".join(r["a_answer"]),
@@ -238,7 +248,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em au
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}
 th{background:#f2f2f2}td{white-space:pre-line}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}img.thumb{width:96px;margin:0}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
 .small{font-size:.8em;color:#555}
 .note{background:#fff3cd;border:1px solid #e0c97f;padding:.5em .8em}
 """
@@ -258,6 +268,12 @@ def _html_table(head: list[str], rows: list[list[str]], table_id: str | None = N
         cells = []
         for c in r:
             text = str(c)
+            url = thumbnail_data_url(c.path, 96) if isinstance(c, ImageCell) and c.path else None
+            if url:
+                cells.append(
+                    f'<td><img class="thumb" alt="{html.escape(text)}" src="{url}"><br>{html.escape(text)}</td>'
+                )
+                continue
             num = _NUMBER.fullmatch(text) is not None
             cells.append(
                 f'<td class="num">{html.escape(text)}</td>' if num else f"<td>{html.escape(text)}</td>"

@@ -414,3 +414,21 @@ def test_a_student_that_reads_the_teacher_at_test_time_carries_its_cost():
     usage = reads["systems"]["student"]["usage"]
     assert usage["tokens_per_example"] == 120 and usage["seconds_per_example"] == pytest.approx(0.51)
     assert usage["includes"] == "teacher" and usage["own"]["tokens_per_example"] == 20
+
+
+def test_report_html_shows_the_image_beside_each_instructive_example(tmp_path):
+    from cotdistill.eval.report import write_report
+    from cotdistill.run.demo import write_synthetic_twitter
+
+    gold = load_split("twitter2015", write_synthetic_twitter(tmp_path / "data"), "test").examples[:6]
+    teacher = align(gold, [Prediction(g.id, "teacher", g.gold, raw="") for g in gold], source="teacher")
+    student = align(gold, [Prediction(g.id, "student", ans([]), raw="") for g in gold], source="student")
+    result = compare_systems("mner", gold, [teacher, student], ["LOC", "ORG", "OTHER", "PER"], resamples=20)
+    rows = result["instructive"][0]["a_right_b_wrong"]
+    assert rows and all(r["image"] and r["image"].endswith(".jpg") for r in rows)
+    files = write_report(result, tmp_path / "report", {"command": "test"})
+    page = files["html"].read_text()
+    assert page.count('<img class="thumb"') == len(rows) and page.count("data:image/jpeg;base64,") == len(
+        rows
+    )
+    assert json.loads(files["metrics"].read_text())["instructive"][0]["a_right_b_wrong"][0]["image_id"]
