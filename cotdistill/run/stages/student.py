@@ -142,6 +142,13 @@ def train(ctx: RunContext, resume: str | bool | None = None) -> dict:
             # read as tags, as an auxiliary target, by the frozen student distilled from, or moved onto
             # entity-swapped copies
             extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
+            if not extra["teacher_answers"]:
+                raise InputError(
+                    f"the student reads the teacher's answers (student.teacher_tags and the like), but none of "
+                    f"the teacher's answers in {config.path / 'knowledge'} parsed: see why with 'cotdistill "
+                    f"knowledge show {config.path} --dropped', use a teacher whose answers parse, or set "
+                    "student.teacher_tags=false"
+                )
         if student.augment_check:
             extra["augment_check"] = plausibility_check(ctx, spec)
     else:
