@@ -208,6 +208,8 @@ def run_cell(data: dict, gold_train: list, n, seed: int, methods, args, done: di
     }
     common = {"answers": answers, "steps": steps, "seed": seed, "args": args}
     done = done or {}
+    if "auto_pick" in done:  # picked when the cell was first run: a rerun for other methods keeps it
+        cell["auto_pick"] = done["auto_pick"]
     want_auto = "auto" in methods
     cell["distilled"] = dict(done.get("distilled", {}))
     if "auto" in methods and not unlabelled:  # every post has gold: (b) is (a)
@@ -252,6 +254,13 @@ def run_cell(data: dict, gold_train: list, n, seed: int, methods, args, done: di
     return cell
 
 
+def _picked(cell: dict) -> str:
+    """The method ``auto`` picked for a cell (recomputed from its dev scores where a rerun lost it)."""
+    if cell.get("auto_pick"):
+        return cell["auto_pick"]
+    return "auto" if not cell.get("unlabelled") else auto_pick(cell)
+
+
 def summary(cells: dict, method: str) -> dict:
     """The issue's layout: per dataset and N, test F1 lists over seeds for each arm."""
     out: dict = {}
@@ -259,10 +268,7 @@ def summary(cells: dict, method: str) -> dict:
         for n, by_seed in by_n.items():
             seeds = sorted(by_seed, key=int)
             rows = [by_seed[s] for s in seeds]
-            picked = [
-                r["distilled"].get(r.get("auto_pick", "labeller") if method == "auto" else method)
-                for r in rows
-            ]
+            picked = [r["distilled"].get(_picked(r) if method == "auto" else method) for r in rows]
             out.setdefault(ds, {})[n] = {
                 "seeds": [int(s) for s in seeds],
                 "text_only": [r["text_only"]["test"]["f1"] for r in rows],
@@ -277,7 +283,7 @@ def summary(cells: dict, method: str) -> dict:
                     "teacher_tags": [r["teacher_tags"]["valid"]["f1"] for r in rows],
                 },
                 "method": method,
-                **({"picked": [r.get("auto_pick") for r in rows]} if method == "auto" else {}),
+                **({"picked": [_picked(r) for r in rows]} if method == "auto" else {}),
                 "train_seconds": {
                     "text_only": [r["text_only"]["train_seconds"] for r in rows],
                     "distilled": [p["train_seconds"] for p in picked if p],
