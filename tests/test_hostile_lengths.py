@@ -99,7 +99,9 @@ def test_report_to_reaches_the_trainer():
 
 def test_a_student_reading_answers_none_of_which_parsed_says_so_and_where_to_look(tmp_path, demo, capsys):
     # the tiny teacher has random weights: none of its answers parse
-    assert main(run_args(tmp_path, demo, None, "student.teacher_tags=true", "student.knowledge_text=false")) == 1
+    assert (
+        main(run_args(tmp_path, demo, None, "student.teacher_tags=true", "student.knowledge_text=false")) == 1
+    )
     err = capsys.readouterr().err
     assert "none of the teacher's answers" in err and "cotdistill knowledge show" in err
     assert "Traceback" not in err
