@@ -1,14 +1,11 @@
 """`cotdistill knowledge show RUN`: the knowledge a run's teacher wrote, record by record, with the post, the
 gold, the answer and why each was kept or dropped."""
 
-import html
 import json
-import re
-import subprocess
 
 import pytest
 from test_few_labels import SMOKE, args, assets  # noqa: F401 - the fixture is used by name
-from test_report_browser import CHROMIUM, FLAGS
+from test_report_browser import CHROMIUM, probe_page
 
 from cotdistill.run.cli import main
 
@@ -77,24 +74,7 @@ def test_browse_html_searches_and_filters_in_chromium(tmp_path, assets):  # noqa
     ]
     page = (knowledge / "browse.html").read_text(encoding="utf-8")
     assert "<script>alert" not in page
-    probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            *FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            probed.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert m, f"the page did not finish loading: {dom.stderr[-2000:]}"
-    probe = json.loads(html.unescape(m.group(1)))
+    probe = probe_page(page, PROBE, tmp_path)
     assert probe["errors"] == [] and probe["external"] == []
     assert probe["cards"] == probe["all"] == len(rows) and probe["images"] == len(
         rows

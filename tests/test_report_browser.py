@@ -1,5 +1,6 @@
 """report.html in headless Chromium: it loads with no errors, shows the summary table and every image."""
 
+import html
 import json
 import re
 import shutil
@@ -42,23 +43,16 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
-def test_report_html_in_chromium(tmp_path):
-    systems = [
-        align(GOLD, [Prediction(g.id, n, a, raw="") for g, a in zip(GOLD, ans, strict=True)], source=n)
-        for n, ans in (("teacher", A), ("student", B))
-    ]
-    result = compare_systems("mner", GOLD, systems, ["LOC", "ORG", "PER"], resamples=100)
-    files = write_report(result, tmp_path / "report", {"command": "cotdistill compare ..."})
-    page = files["html"].read_text(encoding="utf-8")
+def probe_page(page: str, probe_script: str, tmp_path) -> dict:
+    """Load ``page`` (HTML text) with ``probe_script`` injected into its head in headless Chromium; the JSON
+    the script leaves in ``<pre id="probe">``."""
     probed = tmp_path / "probed.html"
-    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    profile = tmp_path / "profile"
+    probed.write_text(page.replace("<head>", "<head>" + probe_script, 1), encoding="utf-8")
     dom = subprocess.run(
         [
             CHROMIUM,
             *FLAGS,
-            f"--user-data-dir={profile}",
+            f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=5000",
             "--dump-dom",
             probed.as_uri(),
@@ -69,7 +63,20 @@ def test_report_html_in_chromium(tmp_path):
     )
     m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     assert m, f"the page did not finish loading: {dom.stderr[-2000:]}"
-    probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_report_html_in_chromium(tmp_path):
+    systems = [
+        align(GOLD, [Prediction(g.id, n, a, raw="") for g, a in zip(GOLD, ans, strict=True)], source=n)
+        for n, ans in (("teacher", A), ("student", B))
+    ]
+    result = compare_systems("mner", GOLD, systems, ["LOC", "ORG", "PER"], resamples=100)
+    files = write_report(result, tmp_path / "report", {"command": "cotdistill compare ..."})
+    page = files["html"].read_text(encoding="utf-8")
+    probe = probe_page(page, PROBE, tmp_path)
+    profile = tmp_path / "profile"
     assert probe["errors"] == [] and probe["broken"] == [] and probe["external"] == []
     assert probe["images"] == 4 and probe["summaryRows"] == 2  # summary, per label, agreement, errors
     shot = tmp_path / "report.png"
