@@ -193,10 +193,11 @@ class ShardStore:
         return open(path, "a", encoding="utf-8")
 
 
-def write_batch(f, generations: Sequence[Generation]) -> None:
+def write_batch(f, generations: Sequence[Generation], sync: bool = True) -> None:
     f.write("".join(json.dumps(g.to_dict(), ensure_ascii=False) + "\n" for g in generations))
     f.flush()
-    os.fsync(f.fileno())
+    if sync:
+        os.fsync(f.fileno())
 
 
 @dataclass
@@ -410,11 +411,12 @@ def progress_bar(total: int, name: str, enabled: bool):
     return tqdm(total=total, desc=f"generate ({name})", unit="req", disable=not enabled)
 
 
-def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, bar) -> None:
-    """One batch of results: checked, written (flushed and fsynced), counted, shown."""
+def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, bar, sync: bool = True) -> None:
+    """One batch of results: checked, written (flushed; fsynced with ``sync``: a killed process loses
+    nothing flushed, a crashed machine what was not fsynced), counted, shown."""
     gens = [checked(g) for g in gens]
     try:
-        write_batch(f, gens)
+        write_batch(f, gens, sync)
     except OSError as err:
         # A full disk or a vanished mount: every earlier batch is fsynced and kept, this one may be cut
         # short (its lines are then made again), and the run stops rather than spend teacher calls.
@@ -439,6 +441,7 @@ def store_batch(f, gens: Sequence[Generation], stats: RunStats, start: float, ba
     bar.set_postfix(
         failed=sum(stats.failures.values()),
         tok_s=f"{stats.completion_tokens / max(stats.seconds, 1e-9):.0f}",
+        refresh=False,  # shown at the bar's next refresh: answers stored one by one must not each redraw it
     )
 
 
@@ -469,6 +472,12 @@ def run_generation(
         backend.ensure_loaded()
         start = time.perf_counter()
         bar = progress_bar(len(pending), backend.name, progress)
+        stored: set[str] = set()  # the keys of the chunk in hand stored so far
+
+        def keep(gens: list[Generation]) -> None:  # each answer stored as it comes: a kill loses none
+            store_batch(f, gens, stats, start, bar, sync=False)
+            stored.update(g.key for g in gens)
+
         with store.open_writer() as f:
             for i in range(0, len(pending), batch_size):
                 chunk = pending[i : i + batch_size]
@@ -481,8 +490,10 @@ def run_generation(
                     sees_images=sees_images,
                     structured=structured,
                 )
+                stored.clear()
                 try:
-                    gens = backend.generate(requests) if requests else []
+                    if requests:
+                        backend.generate_each(requests, keep)
                 except TeacherUnavailable as err:  # store what came back, stop: the rest is made next run
                     store_batch(f, [*unrendered, *err.made], stats, start, bar)
                     bar.close()
@@ -491,13 +502,14 @@ def run_generation(
                     raise
                 except Exception as err:  # a backend that raises for a whole batch: each request's failure
                     logger.exception("backend failed on a batch of %d requests", len(requests))
-                    gens = batch_failed(requests, err, backend.model)
-                if len(gens) != len(requests):
+                    keep(batch_failed([r for r in requests if r.key not in stored], err, backend.model))
+                store_batch(f, unrendered, stats, start, bar)  # and everything of the chunk fsynced
+                missing = {r.key for r in requests} - stored
+                if missing:
                     raise RunError(
-                        f"backend {backend.name} returned {len(gens)} generations for {len(requests)} requests"
+                        f"backend {backend.name} returned no generation for {len(missing)} of {len(requests)} "
+                        "requests"
                     )
-                gens = [*unrendered, *gens]
-                store_batch(f, gens, stats, start, bar)
         bar.close()
         return stats
 

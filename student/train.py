@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_callback import ProgressCallback
 
 from cotdistill.errors import Interrupted
 from cotdistill.files import write_atomic
@@ -152,12 +153,32 @@ def save_best(
     return out
 
 
+class QuietProgress(ProgressCallback):
+    """The training bar, with one short line per evaluation under it ("epoch 2: dev F1 71.20 (P 70.10, R
+    72.30)") instead of the Trainer's dicts; every logged dict still goes to the log (and to the trackers)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        logger.info("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+        if state.is_world_process_zero and self.training_bar is not None and "eval_f1" in logs:
+            self.training_bar.write(
+                f"epoch {state.epoch:g}: dev F1 {100 * logs['eval_f1']:.2f} "
+                f"(P {100 * logs['eval_precision']:.2f}, R {100 * logs['eval_recall']:.2f})"
+            )
+
+
 class DevF1Trainer(Trainer):
     """The Trainer both students use: ``evaluate()`` predicts the dev examples with the student's own
     ``dev_predictions()`` and logs the task metric (so the best checkpoint is the best dev F1)."""
 
     task: str
     dev_examples: list
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.args.disable_tqdm:
+            self.remove_callback(ProgressCallback)
+            self.add_callback(QuietProgress)
 
     def dev_predictions(self, model) -> list:
         """Prediction records for ``self.dev_examples``, in order."""

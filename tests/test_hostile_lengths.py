@@ -3,7 +3,7 @@ trained student would be lost to them: a max_length above the model's positions 
 fit are refused up front; a post too long for its knowledge beside it is read alone (counted)."""
 
 import pytest
-from conftest import REPO
+from conftest import RANDOM_TEACHER, REPO
 
 from cotdistill.readers import load_split
 from cotdistill.run.cli import main
@@ -29,6 +29,7 @@ def run_args(tmp_path, demo, data=None, *extra):
         f"data.data_dir={data or folder}",
         f"teacher.model={teacher}",
         f"student.model={student}",
+        *RANDOM_TEACHER,
         *extra,
     ]
 
@@ -102,6 +103,8 @@ def test_a_student_reading_answers_none_of_which_parsed_says_so_and_where_to_loo
     assert (
         main(run_args(tmp_path, demo, None, "student.teacher_tags=true", "student.knowledge_text=false")) == 1
     )
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "none of the teacher's answers" in err and "cotdistill knowledge show" in err
+    assert "[train] running" not in captured.out  # said when the knowledge stage ends, before training
     assert "Traceback" not in err

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO
+from conftest import RANDOM_TEACHER, REPO
 
 from cotdistill.readers import load_split
 from cotdistill.run.cli import main
@@ -28,6 +28,7 @@ def overrides(tmp_path, assets, *extra):
         f"data.data_dir={data}",
         f"teacher.model={teacher}",
         f"student.model={student}",
+        *RANDOM_TEACHER,
         *extra,
     ]
 
@@ -51,8 +52,9 @@ def test_the_demo_config_ships_with_the_package():
 
 def test_demo_writes_the_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "meaningless" in out and "cotdistill demo --config configs/twitter2015.yaml" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "not what real models score" in out and "cotdistill demo --config configs/twitter2015.yaml" in out
     report = tmp_path / "runs" / "smoke" / "report"
     for name in ("report.md", "report.html", "metrics.json"):
         assert (report / name).is_file(), name
@@ -60,6 +62,20 @@ def test_demo_writes_the_report(tmp_path, capsys):
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["systems"]) == {"teacher", "student"}
     assert metrics["examples"] == 20
+    # a demo worth seeing: the taught teacher gets answers right, some knowledge is kept, the teacher-tags
+    # student trains on it, and the report names the data for what it is
+    assert metrics["systems"]["teacher"]["f1"] > 0.4, metrics["systems"]["teacher"]
+    knowledge = stages(tmp_path)["knowledge"]["summary"]["train"]
+    assert 0 < knowledge["kept"] < 40, knowledge
+    assert metrics["systems"]["student"]["f1"] > 0.4, metrics["systems"]["student"]
+    assert "# Comparison on synthetic Twitter-style posts test" in (report / "report.md").read_text()
+    rationale = json.loads((tmp_path / "runs" / "smoke" / "knowledge" / "train.jsonl").open().readline())
+    assert " is a" in rationale["grains"]["mner.noun"], rationale  # readable words, not random bytes
+    # the console shows our lines and bars; the libraries' messages and bars go to the run's log file
+    for noise in ("Loading weights", "Writing model shards", "Saving the dataset", "'eval_f1'", "[transformers]"):
+        assert noise not in out + captured.err, noise
+    assert "epoch 1: dev F1" in out + captured.err
+    assert "[train] done" in (tmp_path / "runs" / "smoke" / "log.txt").read_text()
     log = stages(tmp_path)
     assert list(log) == ["generate", "knowledge", "train", "predict", "evaluate", "compare"]
     # the teacher saw the images: every generation succeeded through the VLM path

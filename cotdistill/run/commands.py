@@ -23,6 +23,7 @@ from cotdistill.run import pipeline
 from cotdistill.run.config import write_resolved
 from cotdistill.run.context import RunContext
 from cotdistill.run.demo import run_demo
+from cotdistill.run.logs import run_log
 from cotdistill.run.stages.student import predict_student, train
 from cotdistill.run.stages.teacher import generate, knowledge, predict_teacher, sampling
 from cotdistill.run.validation import check_before_stages, load_config
@@ -329,7 +330,8 @@ def cmd_generate(args) -> int:
     if args.dry_run:  # reads and renders everything, writes nothing
         return _dry_run(ctx, splits, args.retry_failed)
     write_resolved(ctx.config)
-    summary = generate(ctx, splits, limit=args.limit, retry_failed=args.retry_failed)
+    with run_log(ctx.path):
+        summary = generate(ctx, splits, limit=args.limit, retry_failed=args.retry_failed)
     for split, stats in summary.items():
         out = ctx.path / "teacher" / split
         print(
@@ -344,7 +346,7 @@ def cmd_generate(args) -> int:
 
 def cmd_knowledge(args) -> int:
     ctx = _checked(args, ["knowledge"])
-    with exclusive(ctx.path, "this run"):
+    with exclusive(ctx.path, "this run"), run_log(ctx.path):
         write_resolved(ctx.config)
         summary = knowledge(ctx, ctx.splits(args.split))
     for split, counts in summary.items():
@@ -359,7 +361,7 @@ def cmd_knowledge(args) -> int:
 
 def cmd_train(args) -> int:
     ctx = _checked(args, ["train"])
-    with exclusive(ctx.path, "this run"):
+    with exclusive(ctx.path, "this run"), run_log(ctx.path):
         write_resolved(ctx.config)
         summary = train(ctx, resume=args.resume or None)
     best = summary["best_dev_f1"]
@@ -373,7 +375,7 @@ def cmd_train(args) -> int:
 
 def cmd_predict(args) -> int:
     ctx = _checked(args, ["predict"])
-    with exclusive(ctx.path, "this run"):
+    with exclusive(ctx.path, "this run"), run_log(ctx.path):
         out = predict_student(ctx, args.split, overwrite=args.overwrite)
         print(f"{out['predictions']:,} student predictions ({out['view']}) -> {out['path']}")
         if args.teacher:

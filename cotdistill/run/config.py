@@ -29,6 +29,7 @@ from cotdistill.student.config import (
 @dataclass
 class DataConfig:
     dataset: str = "twitter2015"
+    name: str | None = None  # what reports call the data (default: the dataset's name)
     data_dir: str = "../shared/datasets/twitter2015"
     image_dir: str | None = None
     splits: list[str] = field(default_factory=lambda: ["train", "valid", "test"])

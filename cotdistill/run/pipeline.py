@@ -35,6 +35,7 @@ from cotdistill.locking import exclusive
 from cotdistill.readers.common import DataFormatError
 from cotdistill.run.config import RunConfig, to_dict, write_resolved
 from cotdistill.run.context import RunContext
+from cotdistill.run.logs import run_log
 from cotdistill.run.stages import BY_NAME, STAGE_NAMES, STAGES
 from cotdistill.run.validation import check_before_stages, validate
 
@@ -154,6 +155,16 @@ def _redo(ctx: RunContext, log: StageLog, redo: Sequence[str], say: Callable[[st
         say(f"[{', '.join(again)}] to be redone; earlier outputs moved to {moved}")
 
 
+def _logged(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say``, and the same line in the run's log file."""
+
+    def both(line: str) -> None:
+        say(line)
+        logger.info(line)
+
+    return both
+
+
 def _run_stage(ctx: RunContext, stage, log: StageLog, say: Callable[[str], None]) -> None:
     """Run one unfinished stage and record it as done (after it returned, never before)."""
     if not stage.resumes:
@@ -201,7 +212,8 @@ def run(
     pending = [s for i, s in enumerate(STAGE_NAMES) if i >= first or log is None or not log.done(s)]
     check_before_stages(config, pending, backend_given=backend is not None)
     ctx = RunContext(config, backend=backend)
-    with exclusive(config.path, "this run"):
+    with exclusive(config.path, "this run"), run_log(config.path):
+        say = _logged(say)
         write_resolved(config)
         log = StageLog(config.path)
         _redo(ctx, log, redo, say)

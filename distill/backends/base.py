@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 import base64
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cotdistill.errors import InputError, RunError
@@ -165,6 +165,14 @@ class Backend(abc.ABC):
         if not getattr(self, "_loaded", False):
             self.load()
             self._loaded = True
+
+    def generate_each(
+        self, requests: Sequence[TeacherRequest], store: Callable[[list[Generation]], None]
+    ) -> None:
+        """Hand every request's generation to ``store`` once, as soon as it is made, so that a run killed
+        half way keeps every answer that came back. The default hands over the whole batch at its end; a
+        backend whose answers arrive one by one (a server) overrides it."""
+        store(self.generate(requests))
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:

@@ -243,33 +243,50 @@ class OpenAIBackend(Backend):
             r, text, Usage(0 if prompt is None else prompt, 0 if completion is None else completion, seconds)
         )
 
-    async def _batch(self, requests: Sequence[TeacherRequest]) -> list:
+    async def _settled(self, client, gate: asyncio.Semaphore, r: TeacherRequest) -> Generation | str:
+        """The request's generation, or why the server could not be reached (a string)."""
+        try:
+            return await self._one(client, gate, r)
+        except _Unreached as err:
+            return self.scrub(str(err))
+        except Exception as err:  # a bug or a response shape nobody foresaw: this request fails alone
+            reason = self.scrub(f"{err.__class__.__name__}: {one_line(str(err), 200)}")
+            logger.error("request %s: %s", r.key, reason)
+            return self.failed(r, f"backend error: {reason}")
+
+    async def _batch(self, requests: Sequence[TeacherRequest], store) -> list[str]:
+        """Every request in flight (``concurrency`` at a time); each generation goes to ``store`` the moment
+        it is made. Returns why each unreached request was not made."""
         o: OpenAIOptions = self.opts
         gate = asyncio.Semaphore(o.concurrency)
+        unreached = []
         async with self._openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=o.timeout
         ) as client:
-            return await asyncio.gather(
-                *(self._one(client, gate, r) for r in requests), return_exceptions=True
-            )
+            for done in asyncio.as_completed([self._settled(client, gate, r) for r in requests]):
+                result = await done
+                if isinstance(result, str):
+                    unreached.append(result)
+                else:
+                    store([result])
+        return unreached
 
-    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
-        results = asyncio.run(self._batch(requests))
-        made, unreached = [], []
-        for r, res in zip(requests, results, strict=True):
-            if isinstance(res, Generation):
-                made.append(res)
-            elif isinstance(res, _Unreached):
-                unreached.append(self.scrub(str(res)))
-            else:  # a bug or a response shape nobody foresaw: this request fails alone, with the reason
-                reason = self.scrub(f"{res.__class__.__name__}: {one_line(str(res), 200)}")
-                logger.error("request %s: %s", r.key, reason)
-                made.append(self.failed(r, f"backend error: {reason}"))
+    def generate_each(self, requests: Sequence[TeacherRequest], store) -> None:
+        unreached = asyncio.run(self._batch(requests, store))
         if unreached:
             raise TeacherUnavailable(
                 f"the teacher at {self.base_url} could not be reached for {len(unreached)} of {len(requests)} "
                 f"requests ({unreached[0]}); what came back is stored, rerun when the server is up to make "
                 "the rest",
-                made,
+                [],
             )
-        return made
+
+    def generate(self, requests: Sequence[TeacherRequest]) -> list[Generation]:
+        made: list[Generation] = []
+        try:
+            self.generate_each(requests, made.extend)
+        except TeacherUnavailable as err:
+            err.made = made
+            raise
+        order = {r.key: i for i, r in enumerate(requests)}
+        return sorted(made, key=lambda g: order[g.key])

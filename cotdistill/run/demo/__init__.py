@@ -1,10 +1,12 @@
-"""``cotdistill demo``: the whole pipeline on a small synthetic dataset with tiny random models, on CPU.
+"""``cotdistill demo``: the whole pipeline on a small synthetic dataset with tiny models, on CPU.
 
 It writes posts in the Twitter CoNLL format (``IMGID:`` blocks, BIO tags over PER/LOC/ORG/OTHER) with an
 image per post drawn with PIL and a caption file in PGIM's BLIP-2 format, builds a tiny LLaVA teacher (it
-sees the images through the transformers backend) and a tiny BERT student from configs, then runs
-``configs/smoke.yaml`` — generate, knowledge, train, predict, evaluate, compare — into one run directory.
-Tiny random models make meaningless predictions: the demo shows the flow and the files, not quality.
+sees the images through the transformers backend), teaches it for seconds to answer the smoke config's
+prompts on synthetic posts of its own (``demo/teacher.py``), builds a tiny BERT student from a config, then
+runs ``configs/smoke.yaml`` — generate, knowledge, train, predict, evaluate, compare — into one run
+directory. The teacher has seen a few hundred posts of eight patterns and the student starts from random
+weights: the demo shows the flow and the files, not what real models score.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from cotdistill.run import pipeline
+from cotdistill.run.config import RunConfig
+from cotdistill.run.context import RunContext
+from cotdistill.run.logs import run_log
 from cotdistill.run.validation import load_config
 
 PEOPLE = ["Barack Obama", "Michelle Obama", "Taylor Swift", "Lionel Messi", "Serena Williams", "Elon Musk"]
@@ -41,6 +46,7 @@ CAPTIONS = {
     "OTHER": "a crowd at a big event",
 }
 SPLITS = {"train": 40, "valid": 12, "test": 20}
+LESSON_POSTS = 200  # the demo teacher's own synthetic posts (another seed: never the run's posts)
 
 
 def synthetic_posts(n: int, rng: random.Random) -> list[tuple[list[str], list[str]]]:
@@ -76,17 +82,18 @@ def draw_image(path: Path, tags: list[str], rng: random.Random) -> None:
     image.save(path, quality=90)
 
 
-def write_synthetic_twitter(folder: str | Path, seed: int = 0) -> Path:
-    """Write train/valid/test.txt, images/<id>.jpg and pgim/BLIP2_15.txt under ``folder`` (kept if there)."""
+def write_synthetic_twitter(folder: str | Path, seed: int = 0, sizes: dict[str, int] = SPLITS) -> Path:
+    """Write ``sizes`` posts per split (train/valid/test.txt), images/<id>.jpg and pgim/BLIP2_15.txt under
+    ``folder`` (kept if there)."""
     folder = Path(folder)
-    if all((folder / f"{s}.txt").is_file() for s in SPLITS):
+    if all((folder / f"{s}.txt").is_file() for s in sizes):
         return folder
     rng = random.Random(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "pgim").mkdir(exist_ok=True)
     captions = []
     next_id = 1000
-    for split, n in SPLITS.items():
+    for split, n in sizes.items():
         blocks = []
         for tokens, tags in synthetic_posts(n, rng):
             image_id = str(next_id)
@@ -108,14 +115,29 @@ def vocabulary_text() -> list[str]:
     return [" ".join(words), *(p.replace("{", "").replace("}", "") for p in PATTERNS), *CAPTIONS.values()]
 
 
-def build_tiny_models(folder: str | Path) -> tuple[Path, Path]:
-    """A tiny LLaVA teacher and a tiny BERT student (random weights), kept if already there."""
+def build_tiny_models(folder: str | Path, lesson_config: RunConfig | None = None) -> tuple[Path, Path]:
+    """A tiny LLaVA teacher and a tiny BERT student, each kept if already there. The student has random
+    weights; so has the teacher, unless ``lesson_config`` is given: then it is taught that config's
+    templates on the posts that config reads (what the demo does; tests skip the seconds it takes)."""
+    from cotdistill.run.demo.teacher import lesson_text, lessons, teach
     from cotdistill.run.demo.tiny import tiny_bert, tiny_llava, tiny_wordpiece_tokenizer  # torch: when needed
 
     folder = Path(folder)
     teacher, student = folder / "teacher", folder / "student"
-    if not (teacher / "config.json").is_file():
+    if not (teacher / "config.json").is_file() and lesson_config is None:
         tiny_llava(teacher, extra_text=vocabulary_text())
+    elif not (teacher / "config.json").is_file():
+        ctx = RunContext(lesson_config)
+        plan = lessons(ctx)
+        untaught = Path(ctx.config.teacher.model)
+        tiny_llava(
+            untaught, extra_text=[*vocabulary_text(), *lesson_text(plan)], vocab_size=1500, phrases=True
+        )
+        backend = ctx.teacher()
+        backend.load()
+        teach(backend, plan)
+        backend.lm.save_pretrained(str(untaught))
+        untaught.replace(teacher)  # whole or not at all: an interrupted lesson is started again
     if not (student / "config.json").is_file():
         tok = tiny_wordpiece_tokenizer(student, extra_text=vocabulary_text())
         tiny_bert(student, vocab_size=len(tok))
@@ -136,11 +158,23 @@ def run_demo(out: str | Path, config: str | Path | None = None, overrides=(), re
     else:
         out = Path(out).resolve()
         print(
-            "cotdistill demo: a synthetic Twitter-style dataset and tiny models with random weights, on CPU.\n"
-            "  The tiny models make meaningless predictions: this shows every stage and file, not quality."
+            "cotdistill demo: synthetic Twitter-style posts and tiny models, on CPU. The teacher is taught for\n"
+            "  seconds on posts of its own, the student starts from random weights: this shows every stage and\n"
+            "  file, not what real models score."
         )
         data = write_synthetic_twitter(out / "data")
-        teacher, student = build_tiny_models(out / "models")
+        lesson_data = write_synthetic_twitter(out / "lessons", seed=1, sizes={"train": LESSON_POSTS})
+        lesson_config = load_config(
+            smoke_config_path(),
+            [
+                f"run_dir={out / 'lessons' / 'runs'}",
+                f"data.data_dir={lesson_data}",
+                "data.splits=[train]",
+                f"teacher.model={out / 'models' / 'teacher.untaught'}",
+            ],
+        )
+        with run_log(out / "models"):
+            teacher, student = build_tiny_models(out / "models", lesson_config)
         cfg = load_config(
             smoke_config_path(),
             [

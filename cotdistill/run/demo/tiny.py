@@ -85,8 +85,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_bpe_tokenizer(extra_text=()):
-    """A byte-level BPE tokenizer with Qwen's special tokens and a ChatML chat template."""
+def tiny_bpe_tokenizer(extra_text=(), vocab_size: int = 500, phrases: bool = False):
+    """A byte-level BPE tokenizer with Qwen's special tokens and a ChatML chat template. With ``phrases``,
+    text is split only at line breaks, so a line repeated in the training text (a prompt's instructions)
+    becomes a few tokens: short sequences for a tiny model to be taught on in seconds."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -99,10 +101,21 @@ def tiny_bpe_tokenizer(extra_text=()):
         "<|image_pad|>",
     ]
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if phrases:
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split("\n", "isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator([*FIXTURE_TEXT, *extra_text] * 4, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
@@ -110,10 +123,10 @@ def tiny_bpe_tokenizer(extra_text=()):
     return fast
 
 
-def _image_tokenizer(placeholder: str, extra_text=()):
+def _image_tokenizer(placeholder: str, extra_text=(), vocab_size: int = 500, phrases: bool = False):
     """The tiny BPE tokenizer with an ``<image>`` token, and its chat template with ``placeholder`` where an
     image part stands."""
-    tok = tiny_bpe_tokenizer(extra_text)
+    tok = tiny_bpe_tokenizer(extra_text, vocab_size, phrases)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tok.chat_template = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", placeholder)
     return tok, tok.chat_template
@@ -175,7 +188,14 @@ def tiny_qwen2_lm(out_dir, seed: int = 0, initializer_range: float = 0.02, engin
     return _save_generator(Qwen2ForCausalLM(config), tok, out_dir)
 
 
-def tiny_llava(out_dir, seed: int = 0, extra_text=(), engine_ready: bool = False) -> str:
+def tiny_llava(
+    out_dir,
+    seed: int = 0,
+    extra_text=(),
+    engine_ready: bool = False,
+    vocab_size: int = 500,
+    phrases: bool = False,
+) -> str:
     """A tiny LLaVA (1-layer CLIP vision tower on 28×28 images, 2-layer Qwen2 language model) with its
     processor (PIL image processor, the tiny BPE tokenizer, a ChatML template with ``<image>``), saved for
     ``AutoModelForImageTextToText`` / ``AutoProcessor``. The vision-language path of CPU tests and the demo."""
@@ -189,7 +209,7 @@ def tiny_llava(out_dir, seed: int = 0, extra_text=(), engine_ready: bool = False
         Qwen2Config,
     )
 
-    tok, template = _image_tokenizer("<image>", extra_text)
+    tok, template = _image_tokenizer("<image>", extra_text, vocab_size, phrases)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}

@@ -45,6 +45,29 @@ def student_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
     }
 
 
+def reads_teacher_answers(config: RunConfig) -> bool:
+    """Whether the student trains on the teacher's answers: as tags, as an auxiliary target, through a
+    frozen student distilled from, or moved onto entity-swapped copies."""
+    st = config.student
+    return st.kind == "encoder" and bool(
+        st.teacher_tags or st.aux_teacher_tags or st.distill_from or st.augment_copies
+    )
+
+
+def teacher_answers_for_student(config: RunConfig) -> dict:
+    """The teacher's answers the student reads (train and valid); an error that says what to do when none
+    parsed, so that a run stops where the trouble shows, not a stage later."""
+    answers = student_teacher_answers(config, ["train", "valid"])
+    if not answers:
+        raise InputError(
+            f"the student reads the teacher's answers (student.teacher_tags and the like), but none of "
+            f"the teacher's answers in {config.path / 'knowledge'} parsed: see why with 'cotdistill "
+            f"knowledge show {config.path} --dropped', use a teacher whose answers parse, or set "
+            "student.teacher_tags=false"
+        )
+    return answers
+
+
 def write_predictions(path: Path, preds: Sequence[Prediction], overwrite: bool) -> None:
     """Prediction records as JSONL, written whole (temporary file, then rename); an existing file is kept
     unless ``overwrite``."""

@@ -45,7 +45,7 @@ def evaluate(ctx: RunContext, split: str = "test") -> dict:
     summary = {}
     for path, system in systems:
         metrics = system_metrics(ds.task, ds.examples, system)
-        metrics.update(gold=f"{config.data.dataset} {ds.split}", predictions=str(path))
+        metrics.update(gold=f"{config.data.name or config.data.dataset} {ds.split}", predictions=str(path))
         write_atomic(
             out / f"{system.source}-{ds.split}.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
         )
@@ -126,7 +126,7 @@ def compare(ctx: RunContext, split: str = "test") -> dict:
     }
     provenance = {
         "command": f"cotdistill run {config.path / 'config.yaml'}",
-        "gold": f"{config.data.dataset} {ds.split}",
+        "gold": f"{config.data.name or config.data.dataset} {ds.split}",
         "systems": {system.source: described.get(system.source, "") for _, system in systems},
         "predictions": {system.source: str(path) for path, system in systems},
         **({"note": config.evaluation.note} if config.evaluation.note else {}),

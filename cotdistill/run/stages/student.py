@@ -15,7 +15,13 @@ from cotdistill.files import write_atomic
 from cotdistill.run.checkpoints import last_checkpoint
 from cotdistill.run.config import RunConfig
 from cotdistill.run.context import RunContext
-from cotdistill.run.stages.common import student_knowledge, student_teacher_answers, write_predictions
+from cotdistill.run.stages.common import (
+    reads_teacher_answers,
+    student_knowledge,
+    student_teacher_answers,
+    teacher_answers_for_student,
+    write_predictions,
+)
 from cotdistill.run.stages.few_labels import pseudo_labelled, score_after_training
 from cotdistill.student import read_student_config
 from cotdistill.student.config import (
@@ -138,17 +144,8 @@ def train(ctx: RunContext, resume: str | bool | None = None) -> dict:
             loop = training_config(config, output_dir=str(out))
             examples, few = pseudo_labelled(ctx, student, loop)
             texts = {}
-        if student.teacher_tags or student.aux_teacher_tags or student.distill_from or student.augment_copies:
-            # read as tags, as an auxiliary target, by the frozen student distilled from, or moved onto
-            # entity-swapped copies
-            extra["teacher_answers"] = student_teacher_answers(config, ["train", "valid"])
-            if not extra["teacher_answers"]:
-                raise InputError(
-                    f"the student reads the teacher's answers (student.teacher_tags and the like), but none of "
-                    f"the teacher's answers in {config.path / 'knowledge'} parsed: see why with 'cotdistill "
-                    f"knowledge show {config.path} --dropped', use a teacher whose answers parse, or set "
-                    "student.teacher_tags=false"
-                )
+        if reads_teacher_answers(config):
+            extra["teacher_answers"] = teacher_answers_for_student(config)
         if student.augment_check:
             extra["augment_check"] = plausibility_check(ctx, spec)
     else:

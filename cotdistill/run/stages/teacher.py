@@ -17,7 +17,7 @@ from cotdistill.readers import DatasetSplit
 from cotdistill.records import Prediction, Usage
 from cotdistill.run.config import to_dict
 from cotdistill.run.context import RunContext
-from cotdistill.run.stages.common import write_predictions
+from cotdistill.run.stages.common import reads_teacher_answers, teacher_answers_for_student, write_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ def knowledge(ctx: RunContext, splits: dict[str, DatasetSplit] | None = None) ->
         paths = export_knowledge(report, ctx.path / "knowledge", name=split)
         summary[split] = {"examples": len(ds.examples), **dict(report.counts), "jsonl": str(paths["jsonl"])}
     _write_browse(ctx, splits)
+    if "train" in splits and reads_teacher_answers(ctx.config):
+        teacher_answers_for_student(ctx.config)  # the student could not train on this knowledge: say so now
     return summary
 
 
