@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The smoke config's student reads the teacher's answers as tags; a tiny teacher with random weights writes
-# answers that never parse, so runs with one read the teacher's knowledge text instead.
-RANDOM_TEACHER = ("student.teacher_tags=false", "student.knowledge_text=true")
 
 try:  # fuzz test sizes: "ci" unless pytest --hypothesis-profile thorough (loaded after this, so it wins)
     from hypothesis import settings

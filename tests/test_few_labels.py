@@ -45,7 +45,6 @@ def args(tmp_path, assets, data=None, *extra):
         "teacher.templates=[mner.answer]",
         f"teacher.options={{path: {answers}}}",
         f"student.model={student}",
-        "student.teacher_tags=false",
         "student.knowledge_text=false",
         "knowledge.learn_types=true",
         "knowledge.unmapped_types=drop",

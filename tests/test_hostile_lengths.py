@@ -3,7 +3,7 @@ trained student would be lost to them: a max_length above the model's positions 
 fit are refused up front; a post too long for its knowledge beside it is read alone (counted)."""
 
 import pytest
-from conftest import RANDOM_TEACHER, REPO
+from conftest import REPO
 
 from cotdistill.readers import load_split
 from cotdistill.run.cli import main
@@ -29,7 +29,6 @@ def run_args(tmp_path, demo, data=None, *extra):
         f"data.data_dir={data or folder}",
         f"teacher.model={teacher}",
         f"student.model={student}",
-        *RANDOM_TEACHER,
         *extra,
     ]
 

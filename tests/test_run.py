@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from conftest import RANDOM_TEACHER, REPO
+from conftest import REPO
 
 from cotdistill.readers import load_split
 from cotdistill.run.cli import main
@@ -28,7 +28,6 @@ def overrides(tmp_path, assets, *extra):
         f"data.data_dir={data}",
         f"teacher.model={teacher}",
         f"student.model={student}",
-        *RANDOM_TEACHER,
         *extra,
     ]
 

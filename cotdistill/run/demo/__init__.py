@@ -46,6 +46,8 @@ CAPTIONS = {
     "OTHER": "a crowd at a big event",
 }
 SPLITS = {"train": 40, "valid": 12, "test": 20}
+# the student reads the teacher's answer as tags on the post's words (and not its knowledge text)
+DEMO_STUDENT = ("student.teacher_tags=true", "student.knowledge_text=false")
 LESSON_POSTS = 200  # the demo teacher's own synthetic posts (another seed: never the run's posts)
 
 
@@ -182,6 +184,7 @@ def run_demo(out: str | Path, config: str | Path | None = None, overrides=(), re
                 f"data.data_dir={data}",
                 f"teacher.model={teacher}",
                 f"student.model={student}",
+                *DEMO_STUDENT,
                 *overrides,
             ],
         )
