@@ -30,7 +30,11 @@ tokenizers):
     python benchmarks/peers.py --peers-python .peers/bin/python [--parts server overhead resume student]
 
 curator runs offline with TIKTOKEN_CACHE_DIR at litellm's bundled tokenizers, LITELLM_LOCAL_MODEL_COST_MAP
-and TELEMETRY_ENABLED=false, and with its rate limits raised (its default is 200 requests a minute).
+and TELEMETRY_ENABLED=false, with its rate limits raised (its default is 200 requests a minute), and with
+``invalid_finish_reasons`` cut to ``content_filter``: by default it takes an answer cut at max_tokens for a
+failure and asks again, up to ten times, where the other tools store it. The vLLM server runs without its
+prefix cache (every tool sends the same prompts; a cache would let the later ones skip the prefill) and is
+warmed up before the first tool is timed.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,6 +267,8 @@ def worker_curator(a) -> list[dict]:
             "max_tokens_per_minute": 10_000_000_000,
             "max_concurrent_requests": a.concurrency,
             "require_all_responses": False,
+            # an answer cut at max_tokens is an answer (as the other tools store it), not a failure to retry
+            "invalid_finish_reasons": ["content_filter"],
         },
     )
     out = llm(rows, working_dir=a.out)
@@ -318,9 +325,7 @@ def stored_count(tool: str, out: Path) -> int | None:
     return sum(1 for p in files for line in p.open(encoding="utf-8", errors="replace") if line.strip())
 
 
-def launch(
-    a, tool: str, out: Path, base_url: str, model: str, n: int, prompts: Path, kill_at=None, timeout=900
-):
+def launch(a, tool, out: Path, base_url, model, n: int, prompts: Path, kill_at=None, timeout=900, fresh=True):
     """Run one tool's worker; returns what it measured. ``kill_at``: a callable polled while it runs, and
     the worker's process group is killed when it returns True."""
     import psutil
@@ -333,6 +338,8 @@ def launch(
         "--n", str(n), "--max-tokens", str(a.max_tokens), "--concurrency", str(a.concurrency),
         "--batch-size", str(a.batch_size), "--result", str(result),
     ]  # fmt: skip
+    if fresh and out.exists():  # the benchmark's own scratch folder: a measured run starts from nothing
+        shutil.rmtree(out)
     (out / "store").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(out / "log.txt", "ab") as log:  # the child keeps its own copy of the descriptor
@@ -401,12 +408,15 @@ def part_server(a, work: Path) -> dict:
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
         "--port", str(port), "--served-model-name", "smollm2", "--max-model-len", "2048",
         "--kv-cache-memory-bytes", str(2 << 30), "--max-num-seqs", str(a.concurrency),
+        # every tool sends the same prompts: a prefix cache would let the later ones skip the prefill
+        "--no-enable-prefix-caching",
     ]  # fmt: skip
     with open(log, "ab") as f:
         server = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     out = {}
     try:
         wait_up(f"http://127.0.0.1:{port}/v1/models", server, 600, log)
+        warm_up(f"http://127.0.0.1:{port}/v1", a)  # the engine compiles its kernels on first use
         for tool in a.tools:
             print(f"[server] {tool}", flush=True)
             r = launch(
@@ -428,6 +438,31 @@ def part_server(a, work: Path) -> dict:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
     return out
+
+
+def warm_up(base_url: str, a) -> None:
+    """Requests of every batch size the tools will reach, before any tool is timed (prompts of their own,
+    not the measured ones)."""
+    import asyncio
+
+    import openai
+
+    async def go():
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="none") as client:
+            for n in (1, a.concurrency):
+                await asyncio.gather(
+                    *(
+                        client.chat.completions.create(
+                            model="smollm2",
+                            messages=[{"role": "user", "content": f"Warm-up {i}: name a city."}],
+                            max_tokens=a.max_tokens,
+                            temperature=0.0,
+                        )
+                        for i in range(n)
+                    )
+                )
+
+    asyncio.run(go())
 
 
 def instant_server(work: Path):
@@ -494,7 +529,9 @@ def part_resume(a, work: Path) -> dict:
             if "killed_after_seconds" not in first:
                 out[tool] = {"made_twice": None, "lost": None, "why": f"not killed: it ended first ({first})"}
                 continue
-            second = launch(a, tool, folder, base, "instant", n, prompts, timeout=a.resume_timeout)
+            second = launch(
+                a, tool, folder, base, "instant", n, prompts, timeout=a.resume_timeout, fresh=False
+            )
             s = get_json(stats)
             if "error" in second:
                 out[tool] = {
@@ -510,7 +547,11 @@ def part_resume(a, work: Path) -> dict:
                     "lost": n - second["unique"],
                     "requests_before_kill": at_kill,
                     "stored_before_kill": kept,
+                    # answered before the kill but never stored: in flight when it came
+                    "in_flight_at_kill": at_kill - kept if kept is not None else None,
                     "requests_in_rerun": s["n"] - at_kill,
+                    # asked again although stored before the kill (0: the rerun asked only for what was missing)
+                    "stored_then_asked_again": s["n"] - at_kill - (n - kept) if kept is not None else None,
                     "stored": second["stored"],
                 }
             print(f"  {out[tool]}", flush=True)
@@ -538,7 +579,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256, help="cotdistill's teacher.batch_size")
     p.add_argument("--model", default=None, help="the encoder for the student part (default: MiniLM)")
     p.add_argument("--epochs", type=float, default=3)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--work", default=None)
     a = p.parse_args()
     a.data_dir = data_dir(a.data_dir)
@@ -603,7 +644,56 @@ def versions(a) -> dict:
     return out
 
 
+def table(payload: dict) -> str:
+    """The results as a Markdown table (docs/benchmarks.md and README.md)."""
+
+    def cell(part: str, tool: str, key: str, fmt: str = "{:,.1f}") -> str:
+        row = payload.get(part, {}).get(tool)
+        if not row:
+            return "not run"
+        if row.get(key) is None:
+            return "— (" + row.get("why", "not measured")[:80] + ")"
+        return fmt.format(row[key])
+
+    lines = [
+        "| | cotdistill | distilabel | curator |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        ("real `vllm serve`: requests/s", "server", "requests_per_s", "{:.2f}"),
+        ("real `vllm serve`: completion tokens/s", "server", "tokens_per_s", "{:.1f}"),
+        ("real `vllm serve`: one stored answer per post", "server", "one_answer_per_post", "{}"),
+        ("instant server: requests/s (wall, launch to exit)", "overhead", "requests_per_s", "{:,.0f}"),
+        ("instant server: requests/s the server saw", "overhead", "server_side_requests_per_s", "{:,.0f}"),
+        ("instant server: peak memory, MB", "overhead", "peak_mb", "{:,.0f}"),
+        ("instant server: first stored record, s", "overhead", "first_record_seconds", "{:.2f}"),
+        ("kill -9 at 50%: requests made twice", "resume", "made_twice", "{}"),
+        ("kill -9 at 50%: of them in flight at the kill", "resume", "in_flight_at_kill", "{}"),
+        ("kill -9 at 50%: stored answers asked again", "resume", "stored_then_asked_again", "{}"),
+        ("kill -9 at 50%: records lost", "resume", "lost", "{}"),
+    ]
+    for name, part, key, fmt in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(part, t, key, fmt) for t in TOOLS) + " |")
+    student = payload.get("student", {})
+    if student:
+        lines += [
+            "",
+            "| student, Twitter-2017 test | cotdistill encoder (text only) | AutoModelForTokenClassification + Trainer |",
+            "|---|---|---|",
+        ]
+        for name, key, fmt in (
+            ("F1 (seqeval)", "f1", "{:.2f}"),
+            ("training tokens/s", "tokens_per_s", "{:,.0f}"),
+        ):
+            got = [student.get(t, {}).get(key) for t in ("cotdistill", "trainer")]
+            lines.append(f"| {name} | " + " | ".join("—" if g is None else fmt.format(g) for g in got) + " |")
+    return "\n".join(lines)
+
+
 def cli() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "table":
+        print(table(json.loads((HERE / "results" / "peers.json").read_text())))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         p = argparse.ArgumentParser()
         p.add_argument("serve")

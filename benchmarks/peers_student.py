@@ -92,12 +92,12 @@ def recipe(splits: dict, model: str, epochs: float, lr: float, batch: int) -> tu
         predictions, labels = p
         predictions = np.argmax(predictions, axis=2)
         true_predictions = [
-            [label_list[p] for (p, lab) in zip(prediction, label) if lab != -100]
-            for prediction, label in zip(predictions, labels)
+            [label_list[p] for (p, lab) in zip(prediction, label, strict=True) if lab != -100]
+            for prediction, label in zip(predictions, labels, strict=True)
         ]
         true_labels = [
-            [label_list[lab] for (p, lab) in zip(prediction, label) if lab != -100]
-            for prediction, label in zip(predictions, labels)
+            [label_list[lab] for (p, lab) in zip(prediction, label, strict=True) if lab != -100]
+            for prediction, label in zip(predictions, labels, strict=True)
         ]
         return {"f1": f1_score(true_labels, true_predictions)}
 
@@ -132,8 +132,10 @@ def recipe(splits: dict, model: str, epochs: float, lr: float, batch: int) -> tu
         seconds = time.perf_counter() - start
         logits = trainer.predict(data["test"]).predictions
     tags = []
-    for ex, row, scores in zip(splits["test"], data["test"], logits, strict=True):
-        word_ids = tokenizer(list(ex.tokens), truncation=True, max_length=128, is_split_into_words=True).word_ids()
+    for ex, scores in zip(splits["test"], logits, strict=True):
+        word_ids = tokenizer(
+            list(ex.tokens), truncation=True, max_length=128, is_split_into_words=True
+        ).word_ids()
         out, previous = ["O"] * len(ex.tokens), None
         for pos, w in enumerate(word_ids):
             if w is not None and w != previous:
@@ -148,7 +150,9 @@ def training_tokens(splits: dict, model: str) -> int:
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     return sum(
-        len(tokenizer(list(ex.tokens), truncation=True, max_length=128, is_split_into_words=True)["input_ids"])
+        len(
+            tokenizer(list(ex.tokens), truncation=True, max_length=128, is_split_into_words=True)["input_ids"]
+        )
         for ex in splits["train"]
     )
 

@@ -32,12 +32,12 @@ class Server:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 outer.auth.append(self.headers.get("Authorization"))
-                text = next(
-                    p["text"]
+                text = next(  # a turn of text alone comes as a string, one with an image as parts
+                    m["content"] if isinstance(m["content"], str) else p["text"]
                     for m in body["messages"]
-                    if isinstance(m["content"], list)
-                    for p in m["content"]
-                    if p["type"] == "text"
+                    if m["role"] == "user"
+                    for p in (m["content"] if isinstance(m["content"], list) else [m["content"]])
+                    if isinstance(p, str) or p["type"] == "text"
                 )
                 plan = outer.script.get(text, [])
                 action = plan.pop(0) if plan else "ok"

@@ -265,7 +265,13 @@ def convert_messages(messages: list[dict], image_part) -> list[dict]:
 
 
 def openai_messages(messages: list[dict]) -> list[dict]:
-    """cotdistill chat messages -> OpenAI chat format (image parts become ``image_url`` data URLs)."""
-    return convert_messages(
+    """cotdistill chat messages -> OpenAI chat format (image parts become ``image_url`` data URLs). A turn of
+    text parts alone is sent as one string: the same to the server, and the client walks a string in one step
+    where it checks every part of a list against its types (a large share of its time per request)."""
+    out = convert_messages(
         messages, lambda path: {"type": "image_url", "image_url": {"url": image_data_url(path)}}
     )
+    for m in out:
+        if isinstance(m["content"], list) and all(p["type"] == "text" for p in m["content"]):
+            m["content"] = "".join(p["text"] for p in m["content"])
+    return out

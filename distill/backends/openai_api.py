@@ -7,12 +7,14 @@ it made; here the wait is bounded by ``max_retry_wait`` and the count is reporte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import math
 import os
 import random
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,6 +96,20 @@ def retries_text(n: int) -> str:
     return f"{n} retr{'y' if n == 1 else 'ies'}"
 
 
+def _shut_down(state: dict) -> None:
+    """Close a backend's client and its event loop (when the backend is collected, or at exit). Collected
+    while another event loop runs in this thread, the loop cannot run the client's close: its connections
+    then close with the loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if state["client"] is not None:
+            with contextlib.suppress(Exception):
+                state["loop"].run(state["client"].close())
+    with contextlib.suppress(Exception):
+        state["loop"].close()
+
+
 class OpenAIBackend(Backend):
     """Any OpenAI-compatible chat-completions server.
 
@@ -111,6 +127,7 @@ class OpenAIBackend(Backend):
     name = "openai"
     Options = OpenAIOptions
     requires = ("openai",)
+    _state: dict | None = None  # the event loop and the client, made by the first batch
 
     def load(self) -> None:
         from cotdistill.optional import require
@@ -167,7 +184,11 @@ class OpenAIBackend(Backend):
         retries = 0
         while True:
             try:
-                return await client.chat.completions.create(**payload)
+                # The client's generic post, read as plain JSON: the payload is already in the API's form,
+                # and the typed ``chat.completions.create`` would walk it against its parameter types and
+                # build the response's models on every request (most of the client's time per request
+                # against a fast server). Status errors, timeouts and connection errors are the same.
+                return await client.post("/chat/completions", cast_to=object, body=payload)
             except openai.APIStatusError as err:
                 if not retryable(err.status_code):
                     raise
@@ -229,15 +250,18 @@ class OpenAIBackend(Backend):
     def _answer(self, r: TeacherRequest, response, seconds: float) -> Generation:
         """The generation of a response the client could read: its text, and its usage as the server counted
         it (``made`` refuses counts that cannot be true)."""
+        if not isinstance(response, dict):  # a body that is not a JSON object: the server's fault
+            return self.failed(
+                r, "malformed response: not a JSON object", Usage(seconds=seconds), transient=True
+            )
         try:
-            text = response.choices[0].message.content
-        except (AttributeError, IndexError, TypeError):
+            text = response["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
             text = None
         if not isinstance(text, str):
             return self.failed(r, "malformed response: no message content", Usage(seconds=seconds))
-        usage = getattr(response, "usage", None)
-        prompt = getattr(usage, "prompt_tokens", None)
-        completion = getattr(usage, "completion_tokens", None)
+        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         # a server that counts nothing sends no usage: 0, not an anomaly; anything else is checked by made()
         return self.made(
             r, text, Usage(0 if prompt is None else prompt, 0 if completion is None else completion, seconds)
@@ -258,21 +282,26 @@ class OpenAIBackend(Backend):
         """Every request in flight (``concurrency`` at a time); each generation goes to ``store`` the moment
         it is made. Returns why each unreached request was not made."""
         o: OpenAIOptions = self.opts
+        if self._state["client"] is None:  # made in the loop that uses it, once: connections outlive a batch
+            self._state["client"] = self._openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=o.timeout
+            )
+        client = self._state["client"]
         gate = asyncio.Semaphore(o.concurrency)
         unreached = []
-        async with self._openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=o.timeout
-        ) as client:
-            for done in asyncio.as_completed([self._settled(client, gate, r) for r in requests]):
-                result = await done
-                if isinstance(result, str):
-                    unreached.append(result)
-                else:
-                    store([result])
+        for done in asyncio.as_completed([self._settled(client, gate, r) for r in requests]):
+            result = await done
+            if isinstance(result, str):
+                unreached.append(result)
+            else:
+                store([result])
         return unreached
 
     def generate_each(self, requests: Sequence[TeacherRequest], store) -> None:
-        unreached = asyncio.run(self._batch(requests, store))
+        if self._state is None:  # one event loop and one client for the backend's life, closed with it
+            self._state = {"loop": asyncio.Runner(), "client": None}
+            weakref.finalize(self, _shut_down, self._state)
+        unreached = self._state["loop"].run(self._batch(requests, store))
         if unreached:
             raise TeacherUnavailable(
                 f"the teacher at {self.base_url} could not be reached for {len(unreached)} of {len(requests)} "

@@ -48,7 +48,9 @@ CAPTIONS = {
 SPLITS = {"train": 40, "valid": 12, "test": 20}
 # the student reads the teacher's answer as tags on the post's words (and not its knowledge text)
 DEMO_STUDENT = ("student.teacher_tags=true", "student.knowledge_text=false")
-LESSON_POSTS = 200  # the demo teacher's own synthetic posts (another seed: never the run's posts)
+# the demo teacher's own synthetic posts, drawn with another seed (from eight patterns and small name pools,
+# so some read the same as posts of the run)
+LESSON_POSTS = 200
 
 
 def synthetic_posts(n: int, rng: random.Random) -> list[tuple[list[str], list[str]]]:

@@ -1,6 +1,6 @@
 """The demo's teacher, taught for a few seconds: the tiny LLaVA learns to answer the smoke config's prompts
-on synthetic posts of its own (never the run's posts), so its rationales are readable words and some of its
-answers are right. It is still a toy that has seen a few hundred posts of eight patterns: what it writes
+on synthetic posts of its own (drawn with another seed than the run's), so its rationales are readable words
+and some of its answers are right. It is still a toy that has seen a few hundred posts of eight patterns: what it writes
 shows the pipeline's files, not what a real teacher knows."""
 
 from __future__ import annotations
