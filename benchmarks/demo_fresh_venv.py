@@ -64,12 +64,25 @@ def main() -> None:
             "demo_seconds": round(demo_s, 1),
             "target_seconds": 300,
             "files_written": files,
+            **scores(out / "runs" / "smoke"),
             "last_lines": run.stdout.strip().splitlines()[-8:],
         },
         "python benchmarks/demo_fresh_venv.py",
     )
     if not args.keep:
         shutil.rmtree(tmp)
+
+
+def scores(run: Path) -> dict:
+    """What the demo showed: test F1 of teacher and student, and the training knowledge kept."""
+    import json
+
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    kept = json.loads((run / "stages.json").read_text())["knowledge"]["summary"]["train"]
+    return {
+        "test_f1": {k: round(100 * v["f1"], 2) for k, v in metrics["systems"].items()},
+        "train_knowledge_kept": f"{kept.get('kept', 0)} of {kept['examples']}",
+    }
 
 
 if __name__ == "__main__":
