@@ -40,6 +40,7 @@ warmed up before the first tool is timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -176,6 +177,22 @@ def wait_up(url: str, proc, timeout: float, log: Path | None = None) -> None:
         except OSError:
             time.sleep(0.5)
     raise SystemExit(f"server did not come up in {timeout} s")
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process, its process group and every descendant (vLLM's engine workers and distilabel's
+    step processes leave the group; a killed parent would otherwise leave them running)."""
+    import psutil
+
+    try:
+        family = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 def free_port() -> int:
@@ -357,11 +374,11 @@ def launch(a, tool, out: Path, base_url, model, n: int, prompts: Path, kill_at=N
         if first is None and stored_anything(tool, out / "store"):
             first = time.perf_counter() - start
         if kill_at is not None and kill_at():
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             killed = True
             break
         if time.perf_counter() - start > timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.wait()
             return {"error": f"no end after {timeout} s (killed)", "wall_seconds": None}
         time.sleep(0.02)
@@ -435,7 +452,7 @@ def part_server(a, work: Path) -> dict:
             }
             print(f"  {out[tool]}", flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
+        kill_tree(server.pid)
         server.wait()
     return out
 
@@ -505,7 +522,7 @@ def part_overhead(a, work: Path) -> dict:
             }
             print(f"  {out[tool]}", flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     return out
 
@@ -556,7 +573,7 @@ def part_resume(a, work: Path) -> dict:
                 }
             print(f"  {out[tool]}", flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
     return out
 

@@ -492,8 +492,10 @@ def run_generation(
                 )
                 stored.clear()
                 try:
-                    if requests:
+                    if requests and hasattr(backend, "generate_each"):
                         backend.generate_each(requests, keep)
+                    elif requests:  # a backend of its own making, with generate() alone: the batch at its end
+                        keep(backend.generate(requests))
                 except TeacherUnavailable as err:  # store what came back, stop: the rest is made next run
                     store_batch(f, [*unrendered, *err.made], stats, start, bar)
                     bar.close()

@@ -86,3 +86,25 @@ def test_a_push_that_cannot_reach_the_hub_is_one_line(trained, monkeypatch, caps
     assert err.startswith("cotdistill: error: push to the Hugging Face Hub failed") and "Traceback" not in err
     assert main(["push", str(trained)]) == 2
     assert "name what to push" in capsys.readouterr().err
+
+
+def test_a_dry_run_writes_both_cards_and_sends_nothing(trained, monkeypatch, capsys):
+    import datasets
+    from huggingface_hub import DatasetCard, HfApi, ModelCard
+
+    def refuse(*a, **kw):
+        raise AssertionError("a dry run sent something")
+
+    for owner, name in ((HfApi, "create_repo"), (HfApi, "upload_folder"), (DatasetCard, "push_to_hub")):
+        monkeypatch.setattr(owner, name, refuse)
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", refuse)
+    args = ["push", str(trained), "--repo", "me/student", "--knowledge-repo", "me/cot", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing was sent" in out and "student -> me/student" in out
+    model_card = ModelCard.load(trained / "push" / "student" / "README.md")
+    assert model_card.data.eval_results[0].metric_type == "f1"
+    dataset_card = DatasetCard.load(trained / "push" / "knowledge" / "README.md")
+    assert "cotdistill" in dataset_card.data.tags and "kept" in dataset_card.text
+    pushed = datasets.load_from_disk(str(trained / "push" / "knowledge"))
+    assert set(pushed) == {p.stem for p in (trained / "knowledge").glob("*.arrow")}

@@ -354,3 +354,35 @@ def test_a_failed_request_is_made_again_by_a_plain_rerun_and_an_own_failure_only
         progress=False,
     )
     assert (asked.already_done, asked.generated) == (3, 1)
+
+
+class _Killed(BaseException):
+    """Stands for kill -9 in the middle of a batch (the runner stores ordinary exceptions as failures)."""
+
+
+class HalfBatch(EchoBackend):
+    """Answers one by one, as a server's answers arrive, and dies after ``alive`` of them."""
+
+    alive = 0
+
+    def generate_each(self, requests, store):
+        for r in requests:
+            if self.alive == 0:
+                raise _Killed
+            self.alive -= 1
+            store(self.generate([r]))
+
+
+def test_answers_are_stored_as_they_arrive_so_a_kill_mid_batch_loses_none(tmp_path):
+    backend = HalfBatch("echo")
+    backend.alive = 7  # of a batch of 32: a batch written at its end would lose all seven
+    with pytest.raises(_Killed):
+        run_generation(examples(16), GRAINS[:2], PromptLibrary(), SPEC, backend, tmp_path, batch_size=32)
+    assert len(_stored_keys(tmp_path)) == 7
+    backend.alive = 10**6
+    calls = []
+    real = backend.generate
+    backend.generate = lambda reqs: calls.extend(r.key for r in reqs) or real(reqs)
+    stats = run_generation(examples(16), GRAINS[:2], PromptLibrary(), SPEC, backend, tmp_path, batch_size=32)
+    assert stats.already_done == 7 and len(calls) == 32 - 7  # only what was missing is asked again
+    assert len(_stored_keys(tmp_path)) == 32

@@ -77,7 +77,8 @@ EXAMPLES = {
     "  cotdistill generate configs/twitter2017.yaml --retry-failed",
     "knowledge": "cotdistill knowledge configs/twitter2017.yaml knowledge.min_f1=0.5\n"
     "  then read it: cotdistill knowledge show runs/twitter2017 --dropped --limit 5",
-    "push": "cotdistill push runs/twitter2017 --repo me/twitter2017-student --knowledge-repo me/twitter2017-cot",
+    "push": "cotdistill push runs/twitter2017 --repo me/twitter2017-student --knowledge-repo me/twitter2017-cot\n"
+    "  cotdistill push runs/twitter2017 --repo me/twitter2017-student --knowledge-repo me/twitter2017-cot --dry-run",
     "knowledge show": "cotdistill knowledge show runs/twitter2017 --dropped --limit 5\n"
     "  cotdistill knowledge show runs/twitter2017 --split train --id 1015799",
     "train": "cotdistill train configs/twitter2017-pgim-replay.yaml student.model=PATH/TO/MiniLM student.epochs=2",
@@ -320,6 +321,14 @@ ARGS: dict[str, tuple[tuple[str, ...], dict]] = {
         {"default": None, "metavar": "ID", "help": "Hub dataset repo for the knowledge (user/name)"},
     ),
     "private": (("--private",), {"action": "store_true", "help": "create the repos private"}),
+    "push_dry_run": (
+        ("--dry-run",),
+        {
+            "action": "store_true",
+            "dest": "dry_run",
+            "help": "write what would be pushed, model card and dataset card included, under RUN/push/; send nothing",
+        },
+    ),
     "token": (("--token",), {"default": None, "help": "Hub token (default: the logged-in one, or HF_TOKEN)"}),
 }
 DATASET_ARGS = ("dataset_name", "data_dir", "image_dir", "read_splits")
@@ -427,7 +436,7 @@ COMMANDS = (
         "push",
         "push a run's student (with its model card) and its knowledge (a dataset) to the Hugging Face Hub",
         cmd_push,
-        ("push_run", "repo", "knowledge_repo", "private", "token"),
+        ("push_run", "repo", "knowledge_repo", "private", "token", "push_dry_run"),
     ),
     Command(
         "run",
@@ -438,7 +447,7 @@ COMMANDS = (
     ),
     Command(
         "demo",
-        "the whole pipeline on a small synthetic dataset with tiny random models, on CPU, in seconds",
+        "the whole pipeline on a small synthetic dataset with tiny models, on CPU, in under a minute",
         cmd_demo,
         ("demo_out", "demo_config", "demo_redo"),
     ),

@@ -512,9 +512,8 @@ def cmd_knowledge_show(args) -> int:
 def cmd_push(args) -> int:
     """Push a run's trained student (``RUN/student/best``, with its model card) and, with
     ``--knowledge-repo``, its knowledge (every split, as a ``datasets`` DatasetDict with a dataset card) to
-    the Hugging Face Hub."""
-    from huggingface_hub import HfApi
-
+    the Hugging Face Hub. ``--dry-run`` writes what would be pushed, cards included, under ``RUN/push/``
+    and sends nothing."""
     best = args.run / "student" / "best"
     if args.repo and not (best / "cotdistill_student.json").is_file():
         raise MissingPathError(f"{best} holds no trained student; run 'cotdistill train' (or run) first")
@@ -522,16 +521,23 @@ def cmd_push(args) -> int:
         raise InputError(
             "name what to push: --repo ID (the student), --knowledge-repo ID (the knowledge), or both"
         )
+    knowledge = _knowledge_for_hub(args.run) if args.knowledge_repo else None
+    if args.dry_run:
+        _push_dry_run(args, best, knowledge)
+        return 0
+    from huggingface_hub import HfApi
+
     api = HfApi(token=args.token)
     try:
         if args.repo:
             url = api.create_repo(args.repo, private=args.private, exist_ok=True)
             api.upload_folder(folder_path=str(best), repo_id=args.repo, commit_message="cotdistill student")
             print(f"student pushed: {url}")
-        if args.knowledge_repo:
-            print(
-                f"knowledge pushed: {_push_knowledge(args.run, args.knowledge_repo, args.private, args.token)}"
-            )
+        if knowledge is not None:
+            splits, card = knowledge
+            splits.push_to_hub(args.knowledge_repo, private=args.private, token=args.token)
+            card.push_to_hub(args.knowledge_repo, repo_type="dataset", token=args.token)
+            print(f"knowledge pushed: https://huggingface.co/datasets/{args.knowledge_repo}")
     except CotdistillError:
         raise
     except Exception as err:  # offline mode, no network, a refused token, an HTTP error: the network's say
@@ -539,7 +545,32 @@ def cmd_push(args) -> int:
     return 0
 
 
-def _push_knowledge(run: Path, repo: str, private: bool, token: str | None) -> str:
+def _push_dry_run(args, best: Path, knowledge) -> None:
+    """What a push would send, written under ``RUN/push/``: the student folder's file list and its model card,
+    the knowledge dataset (saved with ``save_to_disk``) and its dataset card."""
+    out = args.run / "push"
+    if args.repo:
+        (out / "student").mkdir(parents=True, exist_ok=True)
+        files = sorted(p for p in best.rglob("*") if p.is_file())
+        card = best / "README.md"
+        write_atomic(
+            out / "student" / "README.md", card.read_text(encoding="utf-8") if card.is_file() else ""
+        )
+        size = sum(p.stat().st_size for p in files)
+        print(f"student -> {args.repo}: {len(files)} files, {size / 2**20:,.1f} MB from {best}")
+        print(f"  model card: {out / 'student' / 'README.md'}")
+    if knowledge is not None:
+        splits, card = knowledge
+        splits.save_to_disk(str(out / "knowledge"))
+        write_atomic(out / "knowledge" / "README.md", card.content)
+        rows = ", ".join(f"{name} {len(ds):,}" for name, ds in splits.items())
+        print(f"knowledge -> {args.knowledge_repo} (dataset): {rows} records")
+        print(f"  dataset card: {out / 'knowledge' / 'README.md'}")
+    print("dry run: nothing was sent")
+
+
+def _knowledge_for_hub(run: Path):
+    """The run's knowledge as a ``datasets`` DatasetDict (one split per knowledge file) and its dataset card."""
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -548,7 +579,6 @@ def _push_knowledge(run: Path, repo: str, private: bool, token: str | None) -> s
     if not arrows:
         raise MissingPathError(f"no knowledge in {folder}; run 'cotdistill knowledge' (or run) first")
     splits = datasets.DatasetDict({p.stem: datasets.load_from_disk(str(p)) for p in arrows})
-    splits.push_to_hub(repo, private=private, token=token)
     counts = {name: (sum(ds["kept"]), len(ds)) for name, ds in splits.items()}
     card = DatasetCard(
         f"---\n{DatasetCardData(tags=['cotdistill', 'chain-of-thought', 'knowledge-distillation']).to_yaml()}\n---\n"
@@ -557,5 +587,4 @@ def _push_knowledge(run: Path, repo: str, private: bool, token: str | None) -> s
         + "\n".join(f"- {name}: {kept:,} of {n:,} kept" for name, (kept, n) in counts.items())
         + "\n"
     )
-    card.push_to_hub(repo, repo_type="dataset", token=token)
-    return f"https://huggingface.co/datasets/{repo}"
+    return splits, card
