@@ -26,7 +26,12 @@ def test_library_messages_go_to_the_log_file_and_ours_to_both(tmp_path, capsys):
     assert "ours: worth seeing" in err
     assert "library" not in err and "UserWarning" not in err and "[train] done" not in err
     log = path.read_text()
-    for line in ("[train] done in 1.0 s", "ours: worth seeing", "library: weights not initialised", "UserWarning"):
+    for line in (
+        "[train] done in 1.0 s",
+        "ours: worth seeing",
+        "library: weights not initialised",
+        "UserWarning",
+    ):
         assert line in log, line
     # the block's set-up is undone: the console shows library warnings again outside a run
     logging.getLogger("transformers.modeling_utils").warning("outside")

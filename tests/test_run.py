@@ -71,7 +71,13 @@ def test_demo_writes_the_report(tmp_path, capsys):
     rationale = json.loads((tmp_path / "runs" / "smoke" / "knowledge" / "train.jsonl").open().readline())
     assert " is a" in rationale["grains"]["mner.noun"], rationale  # readable words, not random bytes
     # the console shows our lines and bars; the libraries' messages and bars go to the run's log file
-    for noise in ("Loading weights", "Writing model shards", "Saving the dataset", "'eval_f1'", "[transformers]"):
+    for noise in (
+        "Loading weights",
+        "Writing model shards",
+        "Saving the dataset",
+        "'eval_f1'",
+        "[transformers]",
+    ):
         assert noise not in out + captured.err, noise
     assert "epoch 1: dev F1" in out + captured.err
     assert "[train] done" in (tmp_path / "runs" / "smoke" / "log.txt").read_text()
