@@ -79,11 +79,12 @@ def teach(backend, lessons, steps: int = 300, batch_size: int = 16, seed: int = 
     import torch
     from tqdm.auto import trange
 
-    items = []
+    model, processor, tok = backend.lm, backend.processor, backend.tokenizer
+    items = []  # (prompt, images, answer, prompt tokens with the image placeholders expanded): once per lesson
     for request, answer in lessons:
         prompt, images = backend._prepare(request)
-        items.append((prompt, images, answer))
-    model, processor, tok = backend.lm, backend.processor, backend.tokenizer
+        length = len(processor(text=[prompt], images=images or None)["input_ids"][0])
+        items.append((prompt, images, answer, length))
     tok.padding_side = "right"
     model.train()
     threads = torch.get_num_threads()
@@ -94,14 +95,12 @@ def teach(backend, lessons, steps: int = 300, batch_size: int = 16, seed: int = 
     start, losses = time.perf_counter(), []
     for _ in trange(steps, desc="teach the demo teacher", unit="step"):
         batch = rng.sample(items, batch_size)
-        prompts = [p for p, _, _ in batch]
-        full = [p + a + tok.eos_token for p, _, a in batch]
-        images = [im for _, ims, _ in batch for im in ims]
+        full = [p + a + tok.eos_token for p, _, a, _ in batch]
+        images = [im for _, ims, _, _ in batch for im in ims]
         inputs = processor(text=full, images=images or None, padding=True, return_tensors="pt")
-        prompt_lengths = [len(x) for x in processor(text=prompts, images=images or None)["input_ids"]]
         labels = inputs["input_ids"].clone()
         labels[inputs["attention_mask"] == 0] = -100
-        for row, n in enumerate(prompt_lengths):
+        for row, (_, _, _, n) in enumerate(batch):  # the loss is on the answer alone
             labels[row, :n] = -100
         loss = model(**inputs, labels=labels).loss
         loss.backward()
