@@ -597,6 +597,9 @@ def main() -> None:
     p.add_argument("--model", default=None, help="the encoder for the student part (default: MiniLM)")
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument(
+        "--student-repeats", type=int, default=3, help="rounds of the student part (median tokens/s)"
+    )
     p.add_argument("--work", default=None)
     a = p.parse_args()
     a.data_dir = data_dir(a.data_dir)
@@ -604,12 +607,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results_path = HERE / "results" / "peers.json"
     payload = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    payload.setdefault("versions", {}).update(versions(a))
+    # a peer's version stays as last measured when its venv is absent (the student part needs none)
+    payload.setdefault("versions", {}).update({k: v for k, v in versions(a).items() if v is not None})
     for part in a.parts:
         if part == "student":
             from peers_student import part_student
 
-            got = part_student(a.data_dir / "twitter2017", minilm_dir(a.model), a.epochs, a.lr)
+            got = part_student(
+                a.data_dir / "twitter2017", minilm_dir(a.model), a.epochs, a.lr, repeats=a.student_repeats
+            )
         else:
             got = {"server": part_server, "overhead": part_overhead, "resume": part_resume}[part](a, work)
         payload.setdefault(part, {}).update(got)
@@ -635,6 +641,7 @@ def settings(a, part: str) -> dict:
         "student": {
             "epochs": a.epochs,
             "learning_rate": a.lr,
+            "repeats": a.student_repeats,
             "model": "all-MiniLM-L6-v2",
             "data": "Twitter-2017",
         },

@@ -15,6 +15,7 @@ from cotdistill.student import StudentConfigError
 from cotdistill.tasks import TASK_PLUGINS, get_task
 
 QUANTIZATION = ("none", "4bit")
+TRAIN_SAMPLING = ("group_by_length", "random", "sequential", "batch_rebalance")
 
 
 @dataclass
@@ -39,9 +40,19 @@ class TrainingLoopSettings:
     save_total_limit: int = 1
     logging_steps: int = 50
     dataloader_num_workers: int = 0
+    # the order of the training posts, as TrainingArguments.train_sampling_strategy takes it: group_by_length
+    # batches posts of similar length together (less padding: faster, the same posts each epoch), random,
+    # sequential or batch_rebalance
+    train_sampling: str = "group_by_length"
     # experiment tracking, as TrainingArguments.report_to takes it: [] (none), [tensorboard], [wandb],
     # [mlflow], [trackio], ... (the integration's package must be installed)
     report_to: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.train_sampling not in TRAIN_SAMPLING:
+            raise StudentConfigError(
+                f"train_sampling={self.train_sampling!r}: expected one of {', '.join(TRAIN_SAMPLING)}"
+            )
 
 
 @dataclass
@@ -230,6 +241,9 @@ class GenerativeTrainingSettings(TrainingLoopSettings):
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     logging_steps: int = 10
+    # random, sequential, group_by_length or batch_rebalance: the examples (and their images) are encoded as
+    # they are read, and group_by_length would encode each of them once more before training to learn its length
+    train_sampling: str = "random"
     gradient_checkpointing: bool = False
     eval_examples: int = 0  # dev examples generated each epoch (0: all)
 

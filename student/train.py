@@ -72,6 +72,7 @@ def training_arguments(training: TrainingLoopConfig) -> TrainingArguments:
         logging_steps=training.logging_steps,
         report_to=list(training.report_to) or "none",
         dataloader_num_workers=training.dataloader_num_workers,
+        train_sampling_strategy=training.train_sampling,
         remove_unused_columns=False,
     )
 

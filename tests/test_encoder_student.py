@@ -404,3 +404,23 @@ def test_teacher_tags_are_read_and_reload(tiny, tmp_path):
     assert again.config.teacher_tags and again.config.eval_view == "knowledge"
     reloaded = decode_predictions(again, feat2, exs, None, teacher_answers=gold_as_teacher)
     assert [p.answer for p in reloaded] == [p.answer for p in preds]
+
+
+def test_train_sampling_is_checked_and_reaches_the_trainer(tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from cotdistill.student.encoder_data import EncoderDataset
+    from cotdistill.student.train import training_arguments
+
+    with pytest.raises(StudentConfigError, match="train_sampling='shuffled': expected one of group_by_length"):
+        EncoderTrainingConfig(output_dir=str(tmp_path), train_sampling="shuffled")
+    args = training_arguments(EncoderTrainingConfig(output_dir=str(tmp_path)))
+    assert args.train_sampling_strategy == "group_by_length"
+    # the student's features are dicts with input_ids, which is what the length-grouped sampler reads
+    tok = tiny_wordpiece_tokenizer(tmp_path / "tok")
+    cfg = EncoderConfig(model="unused", labels=["LOC", "ORG", "PER"], use_knowledge=False, max_length=32)
+    ds = EncoderDataset(EncoderFeaturizer(cfg, tok), examples(), None, train=True)
+    order = list(LengthGroupedSampler(4, dataset=ds, generator=torch.Generator().manual_seed(0)))
+    assert sorted(order) == list(range(len(ds)))
+    longest = max(range(len(ds)), key=lambda i: len(ds[i]["input_ids"]))
+    assert order[0] == longest  # the longest post leads, so the first batch shows the peak memory at once
