@@ -412,7 +412,9 @@ def test_train_sampling_is_checked_and_reaches_the_trainer(tmp_path):
     from cotdistill.student.encoder_data import EncoderDataset
     from cotdistill.student.train import training_arguments
 
-    with pytest.raises(StudentConfigError, match="train_sampling='shuffled': expected one of group_by_length"):
+    with pytest.raises(
+        StudentConfigError, match="train_sampling='shuffled': expected one of group_by_length"
+    ):
         EncoderTrainingConfig(output_dir=str(tmp_path), train_sampling="shuffled")
     args = training_arguments(EncoderTrainingConfig(output_dir=str(tmp_path)))
     assert args.train_sampling_strategy == "group_by_length"
