@@ -706,8 +706,8 @@ def table(payload: dict) -> str:
             "|---|---|---|",
         ]
         for name, key, fmt in (
-            ("F1 (seqeval)", "f1", "{:.2f}"),
-            ("training tokens/s", "tokens_per_s", "{:,.0f}"),
+            ("F1 (seqeval), median of the rounds", "f1", "{:.2f}"),
+            ("training tokens/s, median of the rounds", "tokens_per_s", "{:,.0f}"),
         ):
             got = [student.get(t, {}).get(key) for t in ("cotdistill", "trainer")]
             lines.append(f"| {name} | " + " | ".join("—" if g is None else fmt.format(g) for g in got) + " |")
