@@ -54,6 +54,8 @@ METHODS = ("silver", "silver_partial", "silver_partial_all", "labeller", "soft",
 # silver_partial: the teacher's answers as labels, but half the words they leave outside any entity carry no
 # label (the teacher misses entities: recall 0.68 against precision 0.8); _all: none of them does
 UNSURE = {"silver_partial": 0.5, "silver_partial_all": 1.0}
+# the grid began before group_by_length became the students' default: random batches keep its cells comparable
+SAMPLING = "random"
 WORK = Path("/tmp/cotdistill-low-label")  # the labellers that "soft" distils from
 
 
@@ -136,8 +138,7 @@ def train_arm(
             batch_size=args.batch_size,
             seed=seed,
             logging_steps=1000,
-            # the grid began before group_by_length became the default: its cells stay comparable
-            train_sampling="random",
+            train_sampling=SAMPLING,
         )
         start = time.perf_counter()
         model, feat, history = train_encoder(
@@ -369,9 +370,6 @@ def table(payload: dict) -> str:
 def goals(payload: dict) -> str:
     """The issue's four goals against the results file, one line each per dataset (3 seeds each)."""
 
-    def mean(values) -> float | None:
-        return statistics.mean(values) if values else None
-
     def verdict(ok: bool, seeds: int) -> str:
         return ("met" if ok else "not met") + ("" if seeds >= 3 else f", on {seeds} seed(s) of 3")
 
@@ -388,21 +386,21 @@ def goals(payload: dict) -> str:
         for n in ("200", "1000", "all"):
             r = rows.get(n)
             if r and r["distilled"]:
-                b = mean(r["distilled"])
+                b = statistics.mean(r["distilled"])
                 out.append(
                     f"N={n}: (b) {b:.2f} against the teacher alone {r['teacher']:.2f} "
                     f"(goal above it: {verdict(b > r['teacher'], len(r['seeds']))})"
                 )
         r200, r1000 = rows.get("200"), rows.get("1000")
         if r200 and r1000 and r200["distilled"] and r1000["text_only"]:
-            b, a = mean(r200["distilled"]), mean(r1000["text_only"])
+            b, a = statistics.mean(r200["distilled"]), statistics.mean(r1000["text_only"])
             seeds = min(len(r200["seeds"]), len(r1000["seeds"]))
             out.append(
                 f"(b) at N=200 {b:.2f} against (a) at N=1000 {a:.2f} (goal at least it: {verdict(b >= a, seeds)})"
             )
         r = rows.get("all")
         if r and r["distilled"] and r["text_only"]:
-            b, a = mean(r["distilled"]), mean(r["text_only"])
+            b, a = statistics.mean(r["distilled"]), statistics.mean(r["text_only"])
             out.append(
                 f"N=all: (b) {b:.2f} against (a) {a:.2f} (goal ≥ (a) − 0.5: {verdict(b >= a - 0.5, len(r['seeds']))})"
             )
@@ -462,7 +460,7 @@ def main() -> None:
         "lr": args.lr,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
-        "train_sampling": "random",
+        "train_sampling": SAMPLING,
         "method": args.method,
         "teacher": "PGIM's ChatGPT (gpt-3.5-turbo) knowledge, replayed; free-text types mapped as the labelled "
         "posts show (learn_type_map), other unknown types dropped",

@@ -165,16 +165,17 @@ def part_student(data: Path, model: str, epochs: float, lr: float, batch: int = 
     classification head starts from unseeded random weights (ours is the same every round)."""
     import statistics
 
-    tokens = training_tokens({"train": _splits(data)["train"]}, model) * epochs
+    tokens = training_tokens(_splits(data), model) * epochs
     runs: dict[str, list[dict]] = {"cotdistill": [], "trainer": []}
     for r in range(repeats):
         order = ("cotdistill", "trainer") if r % 2 == 0 else ("trainer", "cotdistill")
         for name in order:
             print(f"[student] round {r + 1}/{repeats}: {name}", flush=True)
             cmd = [sys.executable, __file__, name, str(data), model, str(epochs), str(lr), str(batch)]
-            got = json.loads(
-                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-            )
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"[student] {name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            got = json.loads(done.stdout.splitlines()[-1])
             got["tokens_per_s"] = round(tokens / got["train_seconds"], 1)
             runs[name].append(got)
             print(f"  {got}", flush=True)
