@@ -83,7 +83,13 @@ def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
     summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
     assert summary["labelled_posts"] == 10 and summary["posts_without_gold"] == 30
     assert summary["pseudo_labelled"] == 30 and summary["without_teacher_answer"] == 0
-    assert summary["pseudo_labels_against_gold"]["posts"] == 30  # evaluation only, after training
+    scored = summary["pseudo_labels_against_gold"]  # evaluation only, after training
+    assert scored["posts"] == 30 and summary["keep_rate"] == 1.0
+    # the replayed teacher misses the last entity of every fifth post, and invents none
+    assert scored["teacher_kept"]["posts"] == 30 and scored["teacher_kept"]["precision"] == 1.0
+    assert scored["teacher_kept"]["recall"] < 1.0
+    report = (run / "report" / "report.md").read_text()
+    assert "the teacher's kept answers P 100.00" in report and "kept the teacher's answer on 100.0%" in report
     assert (run / "student" / "labeller" / "best").is_dir() and (
         run / "knowledge" / "type_map.json"
     ).is_file()
@@ -114,7 +120,8 @@ def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
     assert clean != dirty
 
 
-def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(tmp_path, assets):
+def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(tmp_path, assets, caplog):
+    caplog.set_level("WARNING")
     folder, _, answers = assets
     data = tmp_path / "data"
     shutil.copytree(folder, data)
@@ -145,6 +152,10 @@ def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(t
     summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
     assert summary["posts_without_gold"] == 20 and summary["without_teacher_answer"] == 5
     assert summary["pseudo_labelled"] == 15 and summary["method"] == "teacher"
+    assert summary["keep_rate"] == 0.75
+    said = [r.getMessage() for r in caplog.records if "passed the knowledge filter" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("5 of 20 posts without gold have no teacher answer"), said
+    assert said[0].endswith("training on the other 15")
 
 
 def test_auto_labels_with_the_source_that_scores_higher_on_dev(tmp_path, assets):
@@ -184,6 +195,34 @@ def test_a_bad_labelled_count_is_one_line_before_anything_runs(tmp_path, assets,
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_labelled_count_above_max_examples_is_one_line_before_anything_runs(tmp_path, assets, capsys):
+    extra = ("data.labelled=30", "data.max_examples={train: 20}")
+    assert main(["run", SMOKE, *args(tmp_path, assets, None, *extra)]) == 2
+    err = capsys.readouterr().err
+    assert "data.max_examples keeps 20 of the 40 training posts: use at most 20" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_posts_without_gold_are_labelled_from_the_answers_the_filter_kept(tmp_path):
+    """The labeller reads the teacher's answer on every post; a post without gold is labelled only from an
+    answer the knowledge filter kept."""
+    from cotdistill.run.config import RunConfig
+    from cotdistill.run.stages.common import kept_teacher_answers, student_teacher_answers
+
+    config = RunConfig(name="k", run_dir=str(tmp_path))
+    folder = config.path / "knowledge"
+    folder.mkdir(parents=True)
+    answer = {"task": "mner", "entities": [{"start": 0, "end": 1, "type": "PER", "text": "Obama"}]}
+    rows = [
+        {"id": "a", "kept": True, "reason": None, "knowledge": "t", "answer": answer},
+        {"id": "b", "kept": False, "reason": "low self-consistency", "knowledge": "t", "answer": answer},
+        {"id": "c", "kept": False, "reason": "answer unparsable", "knowledge": "t", "answer": None},
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert set(kept_teacher_answers(config, ["train"])) == {"a"}
+    assert set(student_teacher_answers(config, ["train"])) == {"a", "b"}
+
+
 def test_pick_labelled_is_reproducible_and_drops_the_others_gold(assets):
     train = load_split("twitter2015", assets[0], "train").examples
     a, rest = pick_labelled(train, 7, 3)
@@ -211,8 +250,11 @@ def test_a_file_of_posts_without_gold_reads_as_jsonl_or_conll_and_names_a_bad_li
     assert first.tokens == ("RT", "@Obama", "in", "Paris") and first.image == str(images / "a.jpg")
     assert second.id == "unlabelled-3" and not first.gold.entities and not second.gold.entities
     conll = tmp_path / "posts.txt"
-    conll.write_text("IMGID:x1\nObama\nin\nParis\n\nIMGID:x2\nhello\n")
-    assert [ex.tokens for ex in read_unlabelled(conll, "mner")] == [("Obama", "in", "Paris"), ("hello",)]
+    conll.write_text("IMGID:x1\nObama\nin\nParis\n\u00a0\n\nIMGID:x2\nhello\n")
+    assert [ex.tokens for ex in read_unlabelled(conll, "mner")] == [
+        ("Obama", "in", "Paris", "\u00a0"),  # a lone U+00A0 is a token, as in the tagged files
+        ("hello",),
+    ]
     for text, where, what in (
         ('{"text": "fine"}\n{"text": \n', ":2:", "not JSON"),
         ('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n', ":2:", "repeats the post at line 1"),
@@ -224,3 +266,19 @@ def test_a_file_of_posts_without_gold_reads_as_jsonl_or_conll_and_names_a_bad_li
             read_unlabelled(posts, "mner", images)
     with pytest.raises(DataFormatError, match="head and a tail"):
         read_unlabelled(conll, "mre")
+
+
+def test_a_real_split_without_its_tag_column_reads_as_the_same_posts(tmp_path, datasets_dir):
+    """Twitter-2015's dev file with the tags cut off reads as the same posts, its lone U+00A0 token included."""
+    from conftest import need
+
+    from cotdistill.readers.unlabelled import read_unlabelled
+
+    folder = need(datasets_dir, "twitter2015")
+    lines = (folder / "valid.txt").read_text(encoding="utf-8").split("\n")
+    posts = tmp_path / "posts.txt"
+    posts.write_text("\n".join(line.split("\t")[0] for line in lines), encoding="utf-8")
+    gold = load_split("twitter2015", folder, "valid").examples
+    read = read_unlabelled(posts, "mner")
+    assert [(ex.id, ex.tokens) for ex in read] == [(ex.id, ex.tokens) for ex in gold]
+    assert any("\u00a0" in ex.tokens for ex in read)

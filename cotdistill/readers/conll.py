@@ -30,7 +30,11 @@ class TaggedBlock:
 
 
 def iter_blocks(
-    path: str | os.PathLike, *, require_imgid: bool = True, eos_marker: str | None = None
+    path: str | os.PathLike,
+    *,
+    require_imgid: bool = True,
+    eos_marker: str | None = None,
+    tagged: bool = True,
 ) -> Iterator[TaggedBlock]:
     """Yield the posts of a tagged file, validating every line.
 
@@ -38,6 +42,8 @@ def iter_blocks(
         require_imgid: every block must start with ``IMGID:<id>`` (UMT files); PGIM files have none.
         eos_marker: a token (``<EOS>``) after which the remaining lines of the block are free text
             (one word per line, tag ``X``) returned in ``extra``.
+        tagged: False for posts that never had gold: one token a line, no tag column (``tags`` stays
+            empty). A line of a lone U+00A0 or U+FE0F is then a token; only spaces and tabs make a blank.
     """
     lines = read_lines(path)
     block: TaggedBlock | None = None
@@ -47,13 +53,12 @@ def iter_blocks(
         if b is None:
             return
         if not b.tokens:
-            raise DataFormatError(
-                path, b.line, f"IMGID:{b.image_id} has no token lines; expected token<TAB>tag lines"
-            )
+            what = "token<TAB>tag lines" if tagged else "one token a line"
+            raise DataFormatError(path, b.line, f"IMGID:{b.image_id} has no token lines; expected {what}")
         yield b
 
     for lineno, line in enumerate(lines, start=1):
-        if not line.strip(" \t") or ("\t" not in line and not line.strip()):
+        if not line.strip(" \t") or (tagged and "\t" not in line and not line.strip()):
             yield from finish(block)
             block, in_extra = None, False
             continue
@@ -71,6 +76,13 @@ def iter_blocks(
             if require_imgid:
                 raise DataFormatError(path, lineno, f"expected IMGID:<id> to start a post, got {line[:40]!r}")
             block = TaggedBlock(None, [], [], lineno, [])
+        if not tagged:
+            if "\t" in line:
+                raise DataFormatError(
+                    path, lineno, "a tag column: a file of posts without gold has one token a line"
+                )
+            block.tokens.append(line)
+            continue
         parts = line.split("\t")
         if len(parts) != 2:
             raise DataFormatError(

@@ -5,7 +5,8 @@ Two formats, told apart by the first non-blank character of the file:
 - JSONL, one post a line: ``{"text": "...", "id": "...", "tokens": [...], "image": "name.jpg"}``; only
   ``text`` is required (``tokens`` default to the text split on whitespace, ``id`` to ``unlabelled-<line>``).
 - CoNLL without the tag column: an ``IMGID:<id>`` line, then one token a line, a blank line between posts
-  (the Twitter files with their tags removed). The image is ``<id>.jpg``.
+  (the Twitter files with their tags removed), read by the Twitter reader's own ``iter_blocks``. The image
+  is ``<id>.jpg``.
 
 Every example has an empty gold answer. MRE posts need a head and a tail to relate, so they are not read
 from these files.
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 
 from cotdistill.readers.common import DataFormatError, ImageResolver, ReadReport, read_lines
+from cotdistill.readers.conll import iter_blocks
 from cotdistill.records import Example
 from cotdistill.tasks import get_task
 
@@ -48,34 +50,6 @@ def _from_json(path, lineno: int, line: str, task: str, images: ImageResolver) -
     )
 
 
-def _conll_blocks(path, lines: list[str]):
-    """(IMGID, its line, tokens) of each post of a CoNLL file without tags."""
-    image_id, start, tokens = None, 0, []
-    for lineno, line in enumerate([*lines, ""], start=1):
-        if not line.strip():
-            if image_id is not None:
-                if not tokens:
-                    raise DataFormatError(path, start, f"IMGID:{image_id} has no token lines")
-                yield image_id, start, tokens
-            image_id, tokens = None, []
-        elif line.startswith("IMGID:"):
-            if image_id is not None:
-                raise DataFormatError(
-                    path, lineno, "IMGID line inside a post; expected a blank line before it"
-                )
-            image_id, start = line[len("IMGID:") :].strip(), lineno
-            if not image_id:
-                raise DataFormatError(path, lineno, "empty IMGID; expected IMGID:<id>")
-        elif image_id is None:
-            raise DataFormatError(path, lineno, f"expected IMGID:<id> to start a post, got {line[:40]!r}")
-        elif "\t" in line:
-            raise DataFormatError(
-                path, lineno, "a tag column: a file of posts without gold has one token a line"
-            )
-        else:
-            tokens.append(line)
-
-
 def read_unlabelled(
     path: str | os.PathLike, task: str, image_dir: str | os.PathLike | None = None
 ) -> list[Example]:
@@ -99,15 +73,15 @@ def read_unlabelled(
     else:
         examples = [
             Example(
-                id=image_id,
+                id=b.image_id,
                 task=task,
-                text=" ".join(tokens),
+                text=" ".join(b.tokens),
                 gold=get_task(task).answer_type(),
-                tokens=tuple(tokens),
-                image=images.resolve(f"{image_id}.jpg", path, start),
-                meta={"split": UNLABELLED, "image_id": image_id, "line": start},
+                tokens=tuple(b.tokens),
+                image=images.resolve(f"{b.image_id}.jpg", path, b.line),
+                meta={"split": UNLABELLED, "image_id": b.image_id, "line": b.line},
             )
-            for image_id, start, tokens in _conll_blocks(path, lines)
+            for b in iter_blocks(path, tagged=False)
         ]
     seen: dict[str, int] = {}
     for ex in examples:

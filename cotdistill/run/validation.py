@@ -185,6 +185,14 @@ def check_before_stages(config: RunConfig, stages: Sequence[str], *, backend_giv
     d = config.data
     if d.labelled != "all" and {"knowledge", "train"} & set(stages):
         available = len(load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir))
+        kept = min(
+            available, {canonical_split(k): v for k, v in d.max_examples.items()}.get("train", available)
+        )
+        if kept < available and isinstance(d.labelled, int) and d.labelled > kept:
+            raise ConfigError(  # the run reads only the first max_examples training posts
+                f"data.labelled={d.labelled}, but data.max_examples keeps {kept} of the {available} training "
+                f"posts: use at most {kept}, 'all', or raise data.max_examples.train"
+            )
         try:
             labelled_count(d.labelled, available)
         except LabelledCountError as err:

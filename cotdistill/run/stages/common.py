@@ -45,6 +45,20 @@ def student_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
     }
 
 
+def kept_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
+    """The teacher's voted answer of each example whose knowledge passed the filter, whatever
+    ``student.knowledge`` says (the posts without gold are labelled from these alone)."""
+    answers = {}
+    for split in splits:
+        path = config.path / "knowledge" / f"{split}.jsonl"
+        if not path.is_file():
+            raise MissingPathError(f"{path} does not exist; run 'cotdistill knowledge' first")
+        answers.update(
+            {row["id"]: row["answer"] for _, row in read_knowledge(path) if row["kept"] and row["answer"]}
+        )
+    return answers
+
+
 def reads_teacher_answers(config: RunConfig) -> bool:
     """Whether the student trains on the teacher's answers: as tags, as an auxiliary target, through a
     frozen student distilled from, or moved onto entity-swapped copies."""

@@ -11,9 +11,11 @@ made without gold, and the student (reading the post alone) trains on both.
   scores the higher F1 on the dev split labels the posts (the dev split's gold is read for this choice, the
   gold of the training posts without labels never).
 
-A post the teacher has no kept answer for is left out (counted and logged). The labels made are written
-to ``RUN/student/pseudo_labels.jsonl``. After training, and for evaluation only, they are scored against
-the gold of the training posts they were made for.
+The knowledge filter needs no gold for these posts: an answer that failed, did not parse, or fell below
+``knowledge.min_agreement`` (the share of the teacher's samples that voted for it) is dropped. A post whose
+teacher answer the filter dropped, or that has none, is left out (counted, and one line logged before any
+training). The labels made are written to ``RUN/student/pseudo_labels.jsonl``. After training, and for
+evaluation only, they and the teacher's kept answers are scored against the gold of the training posts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cotdistill.readers import load_split
 from cotdistill.readers.unlabelled import UNLABELLED
 from cotdistill.records import Example, answer_from_dict
 from cotdistill.run.context import RunContext
-from cotdistill.run.stages.common import student_teacher_answers
+from cotdistill.run.stages.common import kept_teacher_answers, student_teacher_answers
 from cotdistill.tasks import score_answers
 
 logger = logging.getLogger(__name__)
@@ -85,17 +87,20 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
 
     labelled, others = split_posts(ctx)
     splits = ["train", "valid", *([UNLABELLED] if ctx.config.data.unlabelled else [])]
-    answers = student_teacher_answers(ctx.config, splits)
-    missing = [ex for ex in others if ex.id not in answers]
+    answers = student_teacher_answers(ctx.config, splits)  # the labeller reads them on every post
+    kept = kept_teacher_answers(ctx.config, [s for s in splits if s != "valid"])
+    missing = [ex for ex in others if ex.id not in kept]
     if missing:
         logger.warning(
-            "%d of %d posts without gold have no kept teacher answer (first: %s); training on the other %d",
+            "%d of %d posts without gold have no teacher answer that passed the knowledge filter (first: %s; "
+            "why: cotdistill knowledge show %s --dropped); training on the other %d",
             len(missing),
             len(others),
             missing[0].id,
+            ctx.path,
             len(others) - len(missing),
         )
-    answered = [ex for ex in others if ex.id in answers]
+    answered = [ex for ex in others if ex.id in kept]
     method = ctx.config.student.pseudo_labels
     dev_f1: dict = {}
     if method != "teacher":
@@ -122,6 +127,7 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
         "labelled_posts": len(labelled),
         "posts_without_gold": len(others),
         "without_teacher_answer": len(missing),
+        "keep_rate": round(len(answered) / len(others), 4) if others else None,
         "pseudo_labelled": len(made),
         "pseudo_labels": str(out),
     }
@@ -129,8 +135,17 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
     return labelled + [dataclasses.replace(ex, gold=made[ex.id]) for ex in answered if ex.id in made], counts
 
 
+def _against_gold(gold: list[Example], answers: dict) -> dict | None:
+    scored = [ex for ex in gold if ex.id in answers]
+    if not scored:
+        return None
+    s = score_answers(scored[0].task, [ex.gold for ex in scored], [answers[ex.id] for ex in scored])
+    return {"posts": len(scored), **{k: s[k] for k in ("precision", "recall", "f1")}}
+
+
 def score_after_training(ctx: RunContext) -> dict | None:
-    """For evaluation only, after training: the made labels of the training posts against their gold."""
+    """For evaluation only, after training: the made labels of the training posts, and the teacher's answers
+    the knowledge filter kept on them, against their gold (``teacher_kept``)."""
     path = ctx.path / "student" / "pseudo_labels.jsonl"
     if ctx.config.data.labelled == "all" or not path.is_file():
         return None
@@ -140,10 +155,9 @@ def score_after_training(ctx: RunContext) -> dict | None:
             row = json.loads(line)
             made[row["id"]] = answer_from_dict(row["answer"])
     d = ctx.config.data
-    gold = [
-        ex
-        for ex in load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir).examples
-        if ex.id in made
-    ]
-    s = score_answers(gold[0].task, [ex.gold for ex in gold], [made[ex.id] for ex in gold]) if gold else None
-    return {"posts": len(gold), **{k: s[k] for k in ("precision", "recall", "f1")}} if s else None
+    train = load_split(d.dataset, d.data_dir, "train", image_dir=d.image_dir).examples
+    gold_ids = ctx.gold_ids() or frozenset()
+    gold = [ex for ex in train if ex.id not in gold_ids]  # the training posts read without gold
+    kept = {k: v for k, v in kept_teacher_answers(ctx.config, ["train"]).items() if k not in gold_ids}
+    scored = _against_gold(gold, made)
+    return {**scored, "teacher_kept": _against_gold(gold, kept)} if scored else None

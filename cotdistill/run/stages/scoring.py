@@ -59,17 +59,23 @@ def _few_labels_text(few: dict | None) -> str:
     if not few:
         return ""
     how = "a student reading the teacher's answer" if few["method"] == "labeller" else "the teacher's answers"
+    keep = few.get("keep_rate")
     text = (
         f"; reads the post alone; {few['labelled_posts']:,} gold posts and {few['pseudo_labelled']:,} posts "
-        f"labelled by {how} ({few['without_teacher_answer']:,} without a teacher answer left out)"
+        f"labelled by {how} (the knowledge filter kept the teacher's answer on "
+        f"{'-' if keep is None else f'{100 * keep:.1f}%'} of the posts without gold; "
+        f"{few['without_teacher_answer']:,} left out)"
     )
     scored = few.get("pseudo_labels_against_gold")
     if scored:
-        text += (
-            f"; those labels against the training posts' gold (evaluation only): P {100 * scored['precision']:.2f}"
-            f" R {100 * scored['recall']:.2f} F1 {100 * scored['f1']:.2f}"
-        )
+        text += f"; against the training posts' gold (evaluation only): those labels {_prf(scored)}"
+        if scored.get("teacher_kept"):
+            text += f", the teacher's kept answers {_prf(scored['teacher_kept'])}"
     return text
+
+
+def _prf(s: dict) -> str:
+    return f"P {100 * s['precision']:.2f} R {100 * s['recall']:.2f} F1 {100 * s['f1']:.2f}"
 
 
 def student_reads_teacher(config) -> bool:
