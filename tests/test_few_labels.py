@@ -73,12 +73,11 @@ def answers(path):
     return [(r["id"], r["answer"], r["raw"]) for r in map(json.loads, path.read_text().splitlines())]
 
 
-def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
+@pytest.mark.parametrize("method", ["labeller", "auto"])
+def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, method):
     first = tmp_path / "first"
-    assert (
-        main(["run", SMOKE, *args(first, assets, None, "data.labelled=10", "student.pseudo_labels=labeller")])
-        == 0
-    )
+    how = f"student.pseudo_labels={method}"
+    assert main(["run", SMOKE, *args(first, assets, None, "data.labelled=10", how)]) == 0
     run = first / "runs" / "smoke"
     summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
     assert summary["labelled_posts"] == 10 and summary["posts_without_gold"] == 30
@@ -104,7 +103,7 @@ def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
             [
                 "run",
                 SMOKE,
-                *args(second, assets, corrupted, "data.labelled=10", "student.pseudo_labels=labeller"),
+                *args(second, assets, corrupted, "data.labelled=10", how),
             ]
         )
         == 0
@@ -113,6 +112,11 @@ def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, capsys):
     assert answers(run / same) == answers(second / "runs" / "smoke" / same)
     pseudo = "student/pseudo_labels.jsonl"
     assert (run / pseudo).read_text() == (second / "runs" / "smoke" / pseudo).read_text()
+    if method == "auto":  # the same labels were picked from the same dev scores
+        runs = (run, second / "runs" / "smoke")
+        picked = [json.loads((r / "stages.json").read_text())["train"]["summary"]["few_labels"] for r in runs]
+        assert picked[0]["chosen_on_dev"] == picked[1]["chosen_on_dev"]
+        return
     # the control: a student that does read every post's gold learns something else from the corrupted copy
     for folder, data in ((tmp_path / "all-clean", None), (tmp_path / "all-corrupted", corrupted)):
         assert main(["run", SMOKE, *args(folder, assets, data, "data.labelled=all")]) == 0
