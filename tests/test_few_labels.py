@@ -124,15 +124,21 @@ def test_the_gold_of_unlabelled_posts_is_never_read(tmp_path, assets, method):
     assert clean != dirty
 
 
-def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(tmp_path, assets, caplog):
+@pytest.mark.parametrize("form", ["conll", "jsonl"])
+def test_posts_that_never_had_gold_are_read_sent_to_the_teacher_and_trained_on(
+    tmp_path, assets, caplog, form
+):
     caplog.set_level("WARNING")
     folder, _, answers = assets
     data = tmp_path / "data"
     shutil.copytree(folder, data)
     test = load_split("twitter2015", folder, "test").examples
-    # the test posts again under new ids, as a file of posts without gold (CoNLL with the tag column absent)
+    # the test posts again under new ids, as a file of posts without gold: CoNLL with the tag column absent,
+    # or JSONL with one post a line
     (data / "posts.txt").write_text(
         "\n\n".join(f"IMGID:new{k}\n" + "\n".join(ex.tokens) for k, ex in enumerate(test))
+        if form == "conll"
+        else "".join(json.dumps({"id": f"new{k}", "text": ex.text}) + "\n" for k, ex in enumerate(test))
     )
     rows = [json.loads(line) for line in answers.read_text().splitlines()]
     by_id = {r["id"]: r["text"] for r in rows}
