@@ -213,6 +213,33 @@ def test_a_labelled_count_above_max_examples_is_one_line_before_anything_runs(tm
     assert err.count("\n") == 1 and not (tmp_path / "runs").exists()
 
 
+def test_a_post_whose_answer_the_filter_dropped_gets_no_label(tmp_path, assets):
+    """Answers the knowledge filter dropped label no post, though the labeller still reads them."""
+    run_args = ["run", SMOKE, *args(tmp_path, assets, None, "data.labelled=10", "student.pseudo_labels=auto")]
+    assert main([*run_args, "--stop-after", "knowledge"]) == 0
+    run = tmp_path / "runs" / "smoke"
+    train = load_split("twitter2015", assets[0], "train").examples
+    labelled_ids = {ex.id for ex in pick_labelled(train, 10, 0)[0]}
+    for split, count in (("train", 3), ("valid", 2)):
+        path = run / "knowledge" / f"{split}.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        dropped = [r["id"] for r in rows if r["id"] not in labelled_ids and r["answer"]][:count]
+        for r in rows:
+            if r["id"] in dropped:
+                r.update(kept=False, reason="low self-consistency")
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if split == "train":
+            no_label = set(dropped)
+    assert main(run_args) == 0
+    summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
+    assert summary["without_teacher_answer"] == 3 and summary["pseudo_labelled"] == 27
+    assert summary["keep_rate"] == 0.9
+    made = {
+        json.loads(line)["id"] for line in (run / "student" / "pseudo_labels.jsonl").read_text().splitlines()
+    }
+    assert len(made) == 27 and not made & no_label
+
+
 def test_posts_without_gold_are_labelled_from_the_answers_the_filter_kept(tmp_path):
     """The labeller reads the teacher's answer on every post; a post without gold is labelled only from an
     answer the knowledge filter kept."""

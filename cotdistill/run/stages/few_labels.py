@@ -25,6 +25,7 @@ import json
 import logging
 import math
 
+from cotdistill.errors import InputError
 from cotdistill.readers import load_split
 from cotdistill.readers.unlabelled import UNLABELLED
 from cotdistill.records import Example, answer_from_dict
@@ -64,11 +65,24 @@ def _labeller(ctx: RunContext, student, training, labelled, answers, steps: int)
     return model, featurizer
 
 
-def _dev_f1(ctx: RunContext, model, featurizer, answers: dict) -> dict:
-    """F1 on the dev split of the two label sources: the teacher's answers and the labeller's."""
+def _dev_posts(ctx: RunContext) -> tuple[list[Example], dict]:
+    """The dev posts whose teacher answer the knowledge filter kept, and those answers: ``auto`` scores the
+    two label sources there, as on the training posts they would label."""
+    kept = kept_teacher_answers(ctx.config, ["valid"])
+    valid = [ex for ex in ctx.split("valid").examples if ex.id in kept]
+    if not valid:
+        raise InputError(
+            f"student.pseudo_labels=auto picks a label source on the dev split, but the knowledge filter kept "
+            f"no teacher answer there ({ctx.path / 'knowledge' / 'valid.jsonl'}): set "
+            "student.pseudo_labels=teacher or labeller"
+        )
+    return valid, kept
+
+
+def _dev_f1(model, featurizer, answers: dict, valid: list[Example], kept: dict) -> dict:
+    """F1 of the two label sources, the teacher's kept answers and the labeller's, on those dev posts."""
     from cotdistill.student.encoder import decode_predictions
 
-    valid = ctx.split("valid").examples
     gold = [ex.gold for ex in valid]
     labeller = {
         p.id: p.answer for p in decode_predictions(model, featurizer, valid, None, teacher_answers=answers)
@@ -76,7 +90,7 @@ def _dev_f1(ctx: RunContext, model, featurizer, answers: dict) -> dict:
     task = valid[0].task
     return {
         name: round(score_answers(task, gold, [source.get(ex.id) for ex in valid])["f1"], 4)
-        for name, source in (("teacher", answers), ("labeller", labeller))
+        for name, source in (("teacher", kept), ("labeller", labeller))
     }
 
 
@@ -103,11 +117,12 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
     answered = [ex for ex in others if ex.id in kept]
     method = ctx.config.student.pseudo_labels
     dev_f1: dict = {}
+    dev = _dev_posts(ctx) if method == "auto" else None  # checked before any training
     if method != "teacher":
         steps = math.ceil((len(labelled) + len(answered)) / training.batch_size) * math.ceil(training.epochs)
         model, featurizer = _labeller(ctx, student, training, labelled, answers, steps)
         if method == "auto":
-            dev_f1 = _dev_f1(ctx, model, featurizer, answers)
+            dev_f1 = _dev_f1(model, featurizer, answers, *dev)
             method = "teacher" if dev_f1["teacher"] >= dev_f1["labeller"] else "labeller"
             logger.info("few labels: dev F1 of the label sources %s; labelling with the %s", dev_f1, method)
     if method == "teacher":
