@@ -15,6 +15,9 @@ Methods for (b) (``--methods`` runs several in one cell):
   labeller     the teacher-tags student's answer on each unlabelled post as its label
   soft         the teacher-tags student's label distributions as soft targets on the unlabelled posts
                (knowledge distillation, temperature 2), gold on the labelled ones
+  agree        the entities the teacher and the teacher-tags student both give (same span and type) as the
+               label; the words of an entity only one of them gives carry no label
+  agree_posts  only the unlabelled posts where the two give the same entities, labelled with them
   auto         per cell, whichever label source scores the higher F1 on the dev split: the teacher's
                answers (silver) or the teacher-tags student's (labeller); one student is trained, on the
                labels of the source picked. This is what ``student.pseudo_labels: auto`` does in a run.
@@ -27,7 +30,7 @@ the checkpoint with the best dev F1 (dev scored ``--evals`` times a run). Finish
 results file at once, and a rerun skips them.
 
     python benchmarks/low_label.py --datasets twitter2017 twitter2015 --labelled 50 200 1000 all \
-        --seeds 0 1 2 --method labeller
+        --seeds 0 1 2
     python benchmarks/low_label.py --plot      # benchmarks/results/low_label.png from the results file
     python benchmarks/low_label.py --table     # the results as a Markdown table; --goals: against the goals
 """
@@ -50,7 +53,16 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, data_dir, machine, minilm_dir  # noqa: E402
 
 OUT = RESULTS / "low_label.json"
-METHODS = ("silver", "silver_partial", "silver_partial_all", "labeller", "soft", "auto")
+METHODS = (
+    "silver",
+    "silver_partial",
+    "silver_partial_all",
+    "labeller",
+    "soft",
+    "agree",
+    "agree_posts",
+    "auto",
+)
 # silver_partial: the teacher's answers as labels, but half the words they leave outside any entity carry no
 # label (the teacher misses entities: recall 0.68 against precision 0.8); _all: none of them does
 UNSURE = {"silver_partial": 0.5, "silver_partial_all": 1.0}
@@ -169,24 +181,56 @@ def label_posts(method: str, posts, answers: dict, labeller: dict | None) -> tup
     posts = [
         ex for ex in posts if ex.id in answers
     ]  # as the run: a post without a teacher answer is left out
+    disputed: dict = {}
     if method.startswith("silver"):
         made = {ex.id: answers[ex.id] for ex in posts}
+    elif method.startswith("agree"):
+        made, disputed, same = agreed_labels(posts, answers, labeller)
+        if method == "agree_posts":  # a post the two disagree on is left out
+            made = {k: v for k, v in made.items() if k in same}
+            disputed = {}
     else:
         preds = decode_predictions(
             labeller["model"], labeller["featurizer"], posts, None, teacher_answers=answers
         )
         made = {p.id: p.answer for p in preds if p.answer is not None}
-    unsure = {"meta": {"unsure_outside": UNSURE[method]}} if method in UNSURE else {}
+    unsure = {"unsure_outside": UNSURE[method]} if method in UNSURE else {}
     labelled = [
-        dataclasses.replace(ex, gold=made[ex.id], **{"meta": {**ex.meta, **unsure["meta"]}} if unsure else {})
+        dataclasses.replace(
+            ex, gold=made[ex.id], meta={**ex.meta, **unsure, "unsure_words": disputed.get(ex.id, [])}
+        )
         for ex in posts
         if ex.id in made
     ]
-    return labelled, {
-        "posts": len(posts),
-        "labelled": len(labelled),
-        "without_label": len(posts) - len(labelled),
-    }
+    counts = {"posts": len(posts), "labelled": len(labelled), "without_label": len(posts) - len(labelled)}
+    if method == "agree":
+        words = sum(len(ex.tokens) for ex in labelled)
+        counts["words_without_label"] = round(sum(map(len, disputed.values())) / max(words, 1), 4)
+    return labelled, counts
+
+
+def agreed_labels(posts, answers: dict, labeller: dict) -> tuple[dict, dict, set]:
+    """Per post, the entities the teacher's answer and the labeller's both give, and the words of the
+    entities only one of them gives; and the posts where the two give the same entities."""
+    from cotdistill.records import EntityAnswer
+    from cotdistill.student.encoder import decode_predictions
+
+    preds = decode_predictions(
+        labeller["model"], labeller["featurizer"], posts, None, teacher_answers=answers
+    )
+    made, disputed, same = {}, {}, set()
+    for p in preds:
+        if p.answer is None:
+            continue
+        mine = {e.key: e for e in answers[p.id].entities}
+        theirs = {e.key for e in p.answer.entities}
+        both = [e for k, e in mine.items() if k in theirs]
+        kept = {w for e in both for w in range(e.start, e.end)}
+        made[p.id] = EntityAnswer(tuple(both))
+        disputed[p.id] = sorted({w for k in mine.keys() ^ theirs for w in range(k[0], k[1])} - kept)
+        if mine.keys() == theirs:
+            same.add(p.id)
+    return made, disputed, same
 
 
 def auto_pick(cell: dict) -> str:
@@ -224,13 +268,14 @@ def run_cell(data: dict, gold_train: list, n, seed: int, methods, args, done: di
             cell["auto_pick"] = auto_pick({**cell, "teacher_tags": done["teacher_tags"]})
             methods.append(cell["auto_pick"])
     methods = [m for m in dict.fromkeys(methods) if m not in cell["distilled"]]
-    needs_labeller = bool(set(methods) & {"labeller", "soft"})
+    needs_labeller = bool(set(methods) & {"labeller", "soft", "agree", "agree_posts"})
     keep = WORK / f"{data['name']}-{n}-{seed}-labeller" if "soft" in methods and unlabelled else None
     if needs_labeller or not done.get("teacher_tags"):
         tags = train_arm(data, model_dir, labelled, tags=True, keep=keep, **common)
     else:
         tags = done["teacher_tags"]
-    cell["teacher_tags"] = tags
+    # a labeller retrained for a new method labels with its model; the cell keeps the figures it had
+    cell["teacher_tags"] = done.get("teacher_tags") or tags
     if want_auto and "auto_pick" not in cell:
         cell["auto_pick"] = auto_pick(cell)
         methods = [m for m in dict.fromkeys([*methods, cell["auto_pick"]]) if m not in cell["distilled"]]
@@ -411,10 +456,15 @@ def goals(payload: dict) -> str:
     return "\n".join(lines)
 
 
+GRID = "python benchmarks/low_label.py --datasets twitter2017 twitter2015 --labelled 50 200 1000 all --seeds 0 1 2"
+
+
 def save(payload: dict, command: str) -> None:
     payload["summary_method"] = payload["settings"]["method"]
     payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
-    payload["command"] = command
+    # the whole grid (a rerun skips finished cells, so the cells may be made a few at a time)
+    payload["command"] = GRID
+    payload["last_command"] = command
     payload["machine"] = machine()
     OUT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -136,10 +136,14 @@ class EncoderFeaturizer:
             tags = example.meta.get("tags") or bio_tags(example)
         labels, seen = [], set()
         unsure = float(example.meta.get("unsure_outside", 0.0)) if tags is not None else 0.0
+        # words of a label made without gold that its sources disagree on: trained on by no label
+        disputed = set(example.meta.get("unsure_words", ())) if tags is not None else set()
         for wid, sid in zip(word_ids, seq_ids, strict=True):
             if sid == 0 and wid is not None and wid not in seen:
                 seen.add(wid)
-                if tags is not None and unsure and tags[wid] == "O" and _draw(example.id, wid) < unsure:
+                if wid in disputed:
+                    labels.append(-100)
+                elif tags is not None and unsure and tags[wid] == "O" and _draw(example.id, wid) < unsure:
                     labels.append(-100)  # a label made without gold: its "outside" may be a missed entity
                 elif tags is not None:
                     labels.append(self.label2id.get(tags[wid], 0))

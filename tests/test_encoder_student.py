@@ -78,6 +78,23 @@ def test_featurizer_labels_first_subtoken_only_and_truncates_knowledge(tiny):
         )
 
 
+def test_disputed_words_of_a_made_label_carry_no_label(tiny):
+    """``unsure_words``: the words two label sources disagree on are left out of the loss, the rest keep
+    their tags."""
+    import dataclasses
+
+    path, tok = tiny
+    cfg = EncoderConfig(model=path, labels=["LOC", "ORG", "PER"], max_length=32)
+    feat = EncoderFeaturizer(cfg, tok)
+    ex = examples()[0]  # Barack Obama visits Paris
+    plain = [lab for lab in feat.encode(ex, None, "plain")["labels"] if lab != -100]
+    disputed = dataclasses.replace(ex, meta={**ex.meta, "unsure_words": [3]})
+    first = feat.encode(disputed, None, "plain")
+    kept = [lab for lab in first["labels"] if lab != -100]
+    assert kept == plain[:3]  # "Paris" is out of the loss, the other words are as before
+    assert len(first["input_ids"]) == len(feat.encode(ex, None, "plain")["input_ids"])
+
+
 def test_crf_decode_matches_brute_force():
     torch.manual_seed(0)
     crf = CRF(3)
