@@ -188,6 +188,25 @@ def test_auto_labels_with_the_source_that_scores_higher_on_dev(tmp_path, assets)
         )
 
 
+def test_agree_labels_only_the_posts_where_the_labeller_and_the_teacher_agree(tmp_path, assets):
+    how = "student.pseudo_labels=agree"
+    assert main(["run", SMOKE, *args(tmp_path, assets, None, "data.labelled=10", how)]) == 0
+    run = tmp_path / "runs" / "smoke"
+    summary = json.loads((run / "stages.json").read_text())["train"]["summary"]["few_labels"]
+    assert summary["method"] == "agree" and summary["pseudo_labelled"] + summary["disagreed"] == 30, summary
+    teacher = {
+        r["id"]: sorted(e["text"] for e in json.loads(r["text"])["entities"])
+        for r in map(json.loads, assets[2].read_text().splitlines())
+    }
+    made = [json.loads(line) for line in (run / "student" / "pseudo_labels.jsonl").read_text().splitlines()]
+    assert len(made) == summary["pseudo_labelled"]
+    for row in made:  # a label made by agreement is the teacher's answer
+        assert sorted(e["text"] for e in row["answer"]["entities"]) == teacher[row["id"]]
+    # the student takes as many steps as over every post (40 posts, batch 8 in the smoke config, 2 epochs)
+    state = json.loads(next((run / "student").rglob("trainer_state.json")).read_text())
+    assert summary["student_steps"] == 10 and state["max_steps"] == 10
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

@@ -96,8 +96,9 @@ class _EncoderRunFields:
     knowledge_text: bool = True  # read the knowledge text as a second segment (false: teacher tags alone)
     # few gold labels (data.labelled): how the posts without gold get their labels — "labeller": a student
     # that reads the teacher's answer, trained on the labelled posts; "teacher": the teacher's answers;
-    # "auto": whichever of the two scores the higher F1 on the dev split
-    pseudo_labels: Literal["auto", "labeller", "teacher"] = "auto"
+    # "auto": whichever of the two scores the higher F1 on the dev split; "agree": only the posts where the
+    # labeller and the teacher give the same answer
+    pseudo_labels: Literal["auto", "labeller", "teacher", "agree"] = "auto"
 
 
 @dataclass

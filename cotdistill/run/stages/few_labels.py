@@ -9,7 +9,10 @@ made without gold, and the student (reading the post alone) trains on both.
 - ``teacher``: the teacher's answer itself;
 - ``auto``: the labeller is trained, and whichever of the two, the labeller's answers or the teacher's,
   scores the higher F1 on the dev split labels the posts (the dev split's gold is read for this choice, the
-  gold of the training posts without labels never).
+  gold of the training posts without labels never);
+- ``agree``: the labeller is trained, and only the posts where its answer and the teacher's give the same
+  items are labelled with them (a filter that needs no gold: two sources that err differently). The student
+  then takes as many steps as it would over every post, so leaving posts out does not shorten its training.
 
 The knowledge filter needs no gold for these posts: an answer that failed, did not parse, or fell below
 ``knowledge.min_agreement`` (the share of the teacher's samples that voted for it) is dropped. A post whose
@@ -31,7 +34,7 @@ from cotdistill.readers.unlabelled import UNLABELLED
 from cotdistill.records import Example, answer_from_dict
 from cotdistill.run.context import RunContext
 from cotdistill.run.stages.common import kept_teacher_answers, student_teacher_answers
-from cotdistill.tasks import score_answers
+from cotdistill.tasks import answer_items, score_answers
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +133,12 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
     else:
         preds = decode_predictions(model, featurizer, answered, None, teacher_answers=answers)
         made = {p.id: p.answer for p in preds if p.answer is not None}
+    if method == "agree":  # the posts where the labeller and the teacher give the same items
+        made = {
+            i: a
+            for i, a in made.items()
+            if set(answer_items(a.task, a)) == set(answer_items(a.task, kept[i]))
+        }
     out = ctx.path / "student" / "pseudo_labels.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
@@ -145,6 +154,7 @@ def pseudo_labelled(ctx: RunContext, student, training) -> tuple[list[Example], 
         "keep_rate": round(len(answered) / len(others), 4) if others else None,
         "pseudo_labelled": len(made),
         "pseudo_labels": str(out),
+        **({"student_steps": steps, "disagreed": len(answered) - len(made)} if method == "agree" else {}),
     }
     logger.info("few labels: %s", counts)
     return labelled + [dataclasses.replace(ex, gold=made[ex.id]) for ex in answered if ex.id in made], counts

@@ -58,7 +58,10 @@ def _few_labels_text(few: dict | None) -> str:
     labelled, and (evaluation only) those labels against gold."""
     if not few:
         return ""
-    how = "a student reading the teacher's answer" if few["method"] == "labeller" else "the teacher's answers"
+    how = {
+        "labeller": "a student reading the teacher's answer",
+        "agree": "the teacher's answers where a student reading them agreed",
+    }.get(few["method"], "the teacher's answers")
     keep = few.get("keep_rate")
     text = (
         f"; reads the post alone; {few['labelled_posts']:,} gold posts and {few['pseudo_labelled']:,} posts "

@@ -154,6 +154,9 @@ def train(ctx: RunContext, resume: str | bool | None = None) -> dict:
         student = generative_config(config, labels, train_split.task)
         texts = student_knowledge(config, ["train"])  # the rationale task's targets
     training = training_config(config, output_dir=str(out), resume_from_checkpoint=resume or None)
+    if few and few.get("student_steps") and not training.max_steps:
+        # agreement leaves posts out: the student still takes as many steps as over every post
+        training = dataclasses.replace(training, max_steps=few["student_steps"])
     model, _, history = train_student(student, training, examples, valid_split.examples, texts, **extra)
     best = max((h["eval_f1"] for h in history if "eval_f1" in h), default=None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
