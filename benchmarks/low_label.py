@@ -412,6 +412,31 @@ def table(payload: dict) -> str:
     return "\n".join(rows)
 
 
+def compare(payload: dict, method: str = "agree_posts") -> str:
+    """Where ``method`` was also trained: per seed, dev and test F1 of text only, of auto's pick and of
+    ``method``, and how many posts ``method`` labelled (with those labels' F1 against gold, evaluation only)."""
+    rows = [
+        f"| dataset | N | seed | dev: text only / auto (its pick) / {method} | test: text only / auto / {method} "
+        f"| posts {method} labelled | their labels' F1 against gold |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ds, by_n in payload["cells"].items():
+        for n, by_seed in by_n.items():
+            for seed in sorted(by_seed, key=int):
+                r = by_seed[seed]
+                if method not in r["distilled"]:
+                    continue
+                pick, arm = r["distilled"][_picked(r)], r["distilled"][method]
+                made = arm["silver"]
+                rows.append(
+                    f"| {ds} | {n} | {seed} | {r['text_only']['valid']['f1']:.2f} / {pick['valid']['f1']:.2f} "
+                    f"({_picked(r)}) / {arm["valid"]["f1"]:.2f} | {r['text_only']['test']['f1']:.2f} / "
+                    f"{pick['test']['f1']:.2f} / {arm['test']['f1']:.2f} | {made['labelled']:,} of "
+                    f"{made['posts']:,} | {made['label_f1_against_gold']['f1']:.2f} |"
+                )
+    return "\n".join(rows)
+
+
 def goals(payload: dict) -> str:
     """The issue's four goals against the results file, one line each per dataset (3 seeds each)."""
 
@@ -488,6 +513,11 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="only draw the plot from the results file")
     parser.add_argument("--table", action="store_true", help="only print the results as a Markdown table")
     parser.add_argument("--goals", action="store_true", help="only print the results against the goals")
+    parser.add_argument(
+        "--compare",
+        metavar="METHOD",
+        help="only print, per seed, METHOD against auto where both were trained",
+    )
     args = parser.parse_args()
     payload = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
     if args.plot:
@@ -498,6 +528,9 @@ def main() -> None:
         return
     if args.goals:
         print(goals(payload))
+        return
+    if args.compare:
+        print(compare(payload, args.compare))
         return
     import torch
 
