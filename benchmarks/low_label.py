@@ -430,7 +430,7 @@ def compare(payload: dict, method: str = "agree_posts") -> str:
                 made = arm["silver"]
                 rows.append(
                     f"| {ds} | {n} | {seed} | {r['text_only']['valid']['f1']:.2f} / {pick['valid']['f1']:.2f} "
-                    f"({_picked(r)}) / {arm["valid"]["f1"]:.2f} | {r['text_only']['test']['f1']:.2f} / "
+                    f"({_picked(r)}) / {arm['valid']['f1']:.2f} | {r['text_only']['test']['f1']:.2f} / "
                     f"{pick['test']['f1']:.2f} / {arm['test']['f1']:.2f} | {made['labelled']:,} of "
                     f"{made['posts']:,} | {made['label_f1_against_gold']['f1']:.2f} |"
                 )
