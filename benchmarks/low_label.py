@@ -371,6 +371,25 @@ def plot(payload: dict, path: Path) -> None:
             ax.fill_between(
                 [x for x, _ in pts], [min(v) for _, v in pts], [max(v) for _, v in pts], alpha=0.2
             )
+        other = payload.get("other_methods", {}).get("agree_posts", {}).get(ds, {})
+        pts = [
+            (x, other[n]["distilled"])
+            for x, n in zip(xs, ns, strict=True)
+            if other.get(n, {}).get("distilled")
+        ]
+        if pts:  # the agreement labels, where they were trained (every seed of that N)
+            ax.errorbar(
+                [x for x, _ in pts],
+                [statistics.mean(v) for _, v in pts],
+                yerr=[
+                    [statistics.mean(v) - min(v) for _, v in pts],
+                    [max(v) - statistics.mean(v) for _, v in pts],
+                ],
+                fmt="D",
+                color="purple",
+                capsize=3,
+                label="distilled, agree_posts",
+            )
         teacher = [(x, rows[n]["teacher"]) for x, n in zip(xs, ns, strict=True) if "teacher" in rows[n]]
         ax.plot([x for x, _ in teacher], [y for _, y in teacher], "x:", color="grey", label="teacher alone")
         ax.set_xscale("log")
@@ -484,9 +503,23 @@ def goals(payload: dict) -> str:
 GRID = "python benchmarks/low_label.py --datasets twitter2017 twitter2015 --labelled 50 200 1000 all --seeds 0 1 2"
 
 
+def method_summary(cells: dict, method: str) -> dict:
+    """``summary`` for a method tried beside the grid's, at each N where every seed run has it."""
+    sub = {
+        ds: {
+            n: by_seed
+            for n, by_seed in by_n.items()
+            if all(method in r["distilled"] for r in by_seed.values())
+        }
+        for ds, by_n in cells.items()
+    }
+    return {ds: rows for ds, rows in summary(sub, method).items() if rows}
+
+
 def save(payload: dict, command: str) -> None:
     payload["summary_method"] = payload["settings"]["method"]
     payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
+    payload["other_methods"] = {"agree_posts": method_summary(payload["cells"], "agree_posts")}
     # the whole grid (a rerun skips finished cells, so the cells may be made a few at a time)
     payload["command"] = GRID
     payload["last_command"] = command
@@ -520,7 +553,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     payload = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
-    if args.plot:
+    if args.plot:  # the summaries again from the cells, then the plot
+        payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
+        payload["other_methods"] = {"agree_posts": method_summary(payload["cells"], "agree_posts")}
+        OUT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         plot(payload, RESULTS / "low_label.png")
         return
     if args.table:
