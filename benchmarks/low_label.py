@@ -15,9 +15,10 @@ Methods for (b) (``--methods`` runs several in one cell):
   labeller     the teacher-tags student's answer on each unlabelled post as its label
   soft         the teacher-tags student's label distributions as soft targets on the unlabelled posts
                (knowledge distillation, temperature 2), gold on the labelled ones
-  agree        the entities the teacher and the teacher-tags student both give (same span and type) as the
+  agree_entities the entities the teacher and the teacher-tags student both give (same span and type) as the
                label; the words of an entity only one of them gives carry no label
-  agree_posts  only the unlabelled posts where the two give the same entities, labelled with them
+  agree_posts  only the unlabelled posts where the two give the same entities, labelled with them; as many
+               steps as the others. This is what ``student.pseudo_labels: agree`` does in a run.
   auto         per cell, whichever label source scores the higher F1 on the dev split: the teacher's
                answers (silver) or the teacher-tags student's (labeller); one student is trained, on the
                labels of the source picked. This is what ``student.pseudo_labels: auto`` does in a run.
@@ -59,7 +60,7 @@ METHODS = (
     "silver_partial_all",
     "labeller",
     "soft",
-    "agree",
+    "agree_entities",
     "agree_posts",
     "auto",
 )
@@ -203,7 +204,7 @@ def label_posts(method: str, posts, answers: dict, labeller: dict | None) -> tup
         if ex.id in made
     ]
     counts = {"posts": len(posts), "labelled": len(labelled), "without_label": len(posts) - len(labelled)}
-    if method == "agree":
+    if method == "agree_entities":
         words = sum(len(ex.tokens) for ex in labelled)
         counts["words_without_label"] = round(sum(map(len, disputed.values())) / max(words, 1), 4)
     return labelled, counts
@@ -268,7 +269,7 @@ def run_cell(data: dict, gold_train: list, n, seed: int, methods, args, done: di
             cell["auto_pick"] = auto_pick({**cell, "teacher_tags": done["teacher_tags"]})
             methods.append(cell["auto_pick"])
     methods = [m for m in dict.fromkeys(methods) if m not in cell["distilled"]]
-    needs_labeller = bool(set(methods) & {"labeller", "soft", "agree", "agree_posts"})
+    needs_labeller = bool(set(methods) & {"labeller", "soft", "agree_entities", "agree_posts"})
     keep = WORK / f"{data['name']}-{n}-{seed}-labeller" if "soft" in methods and unlabelled else None
     if needs_labeller or not done.get("teacher_tags"):
         tags = train_arm(data, model_dir, labelled, tags=True, keep=keep, **common)
