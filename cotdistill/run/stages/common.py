@@ -13,10 +13,10 @@ from cotdistill.records import Prediction
 from cotdistill.run.config import RunConfig
 
 
-def _knowledge_rows(config: RunConfig, splits: Sequence[str]):
-    """``(path, line, record)`` of each knowledge record the student reads, per ``student.knowledge`` (all,
-    kept or none)."""
-    mode = config.student.knowledge
+def _knowledge_rows(config: RunConfig, splits: Sequence[str], mode: str | None = None):
+    """``(path, line, record)`` of each knowledge record the student reads, per ``mode`` (all, kept or none;
+    default ``student.knowledge``)."""
+    mode = mode or config.student.knowledge
     if mode not in ("all", "kept", "none"):
         raise InputError(f"student.knowledge={mode!r}; expected all, kept or none")
     if mode == "none":
@@ -48,15 +48,8 @@ def student_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
 def kept_teacher_answers(config: RunConfig, splits: Sequence[str]) -> dict:
     """The teacher's voted answer of each example whose knowledge passed the filter, whatever
     ``student.knowledge`` says (the posts without gold are labelled from these alone)."""
-    answers = {}
-    for split in splits:
-        path = config.path / "knowledge" / f"{split}.jsonl"
-        if not path.is_file():
-            raise MissingPathError(f"{path} does not exist; run 'cotdistill knowledge' first")
-        answers.update(
-            {row["id"]: row["answer"] for _, row in read_knowledge(path) if row["kept"] and row["answer"]}
-        )
-    return answers
+    rows = _knowledge_rows(config, splits, mode="kept")
+    return {row["id"]: row["answer"] for _, _, row in rows if row["answer"] is not None}
 
 
 def reads_teacher_answers(config: RunConfig) -> bool:
