@@ -517,10 +517,15 @@ def method_summary(cells: dict, method: str) -> dict:
     return {ds: rows for ds, rows in summary(sub, method).items() if rows}
 
 
-def save(payload: dict, command: str) -> None:
+def summarise(payload: dict) -> None:
+    """The summaries the results file keeps beside its cells, made again from the cells."""
     payload["summary_method"] = payload["settings"]["method"]
     payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
     payload["other_methods"] = {"agree_posts": method_summary(payload["cells"], "agree_posts")}
+
+
+def save(payload: dict, command: str) -> None:
+    summarise(payload)
     # the whole grid (a rerun skips finished cells, so the cells may be made a few at a time)
     payload["command"] = GRID
     payload["last_command"] = command
@@ -555,8 +560,7 @@ def main() -> None:
     args = parser.parse_args()
     payload = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else {}
     if args.plot:  # the summaries again from the cells, then the plot
-        payload["datasets"] = summary(payload["cells"], payload["settings"]["method"])
-        payload["other_methods"] = {"agree_posts": method_summary(payload["cells"], "agree_posts")}
+        summarise(payload)
         OUT.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         plot(payload, RESULTS / "low_label.png")
         return
